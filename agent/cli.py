@@ -1,0 +1,150 @@
+"""``pantau-agent``: run the gateway agent, check its config, poll devices on site."""
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import wire
+from agent.config import AgentConfig, load_config
+from agent.devices import Device, build_devices
+from wire.configfile import ConfigError
+
+log = logging.getLogger("agent")
+
+DEFAULT_CONFIG = Path("/etc/pantau/agent.yaml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pantau-agent",
+        description="Pantau gateway agent: reads field devices, buffers on disk, publishes over MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"pantau-agent {wire.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="agent.yaml (%(default)s)"
+        )
+
+    p = sub.add_parser("run", help="run the agent until SIGTERM / Ctrl-C")
+    with_config(p)
+    p = sub.add_parser("check", help="validate config and profiles, connect to the broker")
+    with_config(p)
+    p.add_argument("--offline", action="store_true", help="skip the broker connection test")
+    p = sub.add_parser("poll", help="poll devices and print one JSON line per reading")
+    with_config(p)
+    p.add_argument("--once", action="store_true", help="poll each device once (the default)")
+    p.add_argument("--device", help="only this device id")
+    p = sub.add_parser("receipts", help="parse a captured POS→printer byte stream into receipts")
+    p.add_argument("--profile", default="tapping-box/escpos-generic", help="%(default)s")
+    p.add_argument("--profiles-dir", type=Path, default=None)
+    p.add_argument("file", type=Path, help="captured bytes ('-' for standard input)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "receipts":
+        from agent.receipts import print_receipts
+
+        return print_receipts(args.file, args.profile, args.profiles_dir)
+    try:
+        config = load_config(args.config)
+        devices = build_devices(config, str(args.config))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(config.log.level)
+    if args.command == "check":
+        return check(config, devices, offline=args.offline)
+    if args.command == "poll":
+        return poll(devices, args.device)
+    return run(config, devices)
+
+
+def run(config: AgentConfig, devices: list[Device]) -> int:
+    from agent.app import Agent
+    from agent.buffer import open_buffer
+
+    buffer = open_buffer(config.buffer.path, config.buffer.max_mb, config.buffer.max_readings)
+    agent = Agent(config, devices, buffer)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop)
+
+    asyncio.run(_main())
+    return 0
+
+
+def check(config: AgentConfig, devices: list[Device], offline: bool = False) -> int:
+    problems: list[str] = []
+    print(f"config ok: gateway {config.gateway.id} at site {config.gateway.site}")
+    for device in devices:
+        print(f"device ok: {device.id} ({device.config.profile}, every {device.config.interval:g}s)")
+    try:
+        config.mqtt.secret()
+    except OSError as exc:
+        problems.append(f"mqtt.password_file: cannot read {config.mqtt.password_file}: {exc.strerror}")
+    if not problems and not offline:
+        from agent.probe import probe_broker
+
+        error = probe_broker(config)
+        if error:
+            problems.append(f"mqtt.url: {config.mqtt.url}: {error}")
+        else:
+            print(f"broker ok: {config.mqtt.url} accepted {config.mqtt.username or 'anonymous'}")
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def poll(devices: list[Device], only: str | None) -> int:
+    from agent.clock import SystemClock
+    from agent.poller import Poller
+
+    selected = [d for d in devices if only is None or d.id == only]
+    if only is not None and not selected:
+        print(f"error: no enabled device with id {only!r}", file=sys.stderr)
+        return 2
+
+    def sink(device: str, ts: int, samples: list) -> None:
+        for s in samples:
+            line = {
+                "device": device,
+                "metric": s.metric,
+                "value": s.value,
+                "unit": s.unit,
+                "ts": ts,
+                "quality": s.quality,
+            }
+            if s.error is not None:
+                line["error"] = s.error
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+
+    async def _poll_all() -> None:
+        clock = SystemClock()
+        pollers = [Poller(d.driver, sink, clock) for d in selected]
+        at = clock.time()
+        await asyncio.gather(*(p.poll(at) for p in pollers))
+        for p in pollers:
+            await p._close()
+
+    asyncio.run(_poll_all())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""agent.yaml: the gateway's settings, validated. Built in ``main()``, passed down."""
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from wire import Duration, gateway_id_ok
+from wire.configfile import load_model
+
+DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _resolve(path: Path | None, info: ValidationInfo) -> Path | None:
+    if path is None or path.is_absolute():
+        return path
+    base = (info.context or {}).get("config_dir")
+    return Path(base) / path if base else path
+
+
+class GatewaySection(_Section):
+    id: str
+    site: str = Field(min_length=1)
+    name: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not gateway_id_ok(value):
+            raise ValueError(
+                "gateway id must be lowercase letters, digits and dashes (e.g. gw-ambon-01)"
+            )
+        return value
+
+
+class TlsSection(_Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False  # skip hostname check (lab use only)
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @model_validator(mode="after")
+    def _pair(self) -> "TlsSection":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttSection(_Section):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    client_id: str | None = None  # default: the gateway id
+    keepalive: Duration = 30.0
+    tls: TlsSection | None = None
+    window: int = Field(default=64, ge=1, le=1000)  # QoS 1 messages in flight
+    batch_size: int = Field(default=500, ge=1, le=2000)  # readings per telemetry message
+    reconnect_min: Duration = 1.0
+    reconnect_max: Duration = 60.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("expected mqtt://host:port or mqtts://host:port")
+        try:
+            parts.port  # noqa: B018 - validates the port number
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @model_validator(mode="after")
+    def _one_password(self) -> "MqttSection":
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def use_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
+
+    def secret(self) -> str | None:
+        """The password, read from ``password_file`` when given."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
+
+
+class BufferSection(_Section):
+    path: Path = Path("/var/lib/pantau/buffer.db")
+    max_mb: float = Field(default=256.0, gt=0)
+    max_readings: int | None = Field(default=None, gt=0)
+    commit_interval: Duration = 1.0
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info) or value
+
+
+class HealthSection(_Section):
+    interval: Duration = 60.0
+
+
+class LogSection(_Section):
+    level: str = "INFO"
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+        return level
+
+
+class DeviceSection(_Section):
+    id: DeviceId
+    profile: str = Field(min_length=1)
+    interval: Duration = 10.0
+    timeout: Duration | None = None  # default: the interval, at most 5s
+    retries: int = Field(default=0, ge=0, le=10)
+    enabled: bool = True
+    connection: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value < 0.01:
+            raise ValueError("interval must be at least 10ms")
+        return value
+
+    @property
+    def poll_timeout(self) -> float:
+        return self.timeout if self.timeout is not None else min(self.interval, 5.0)
+
+
+class AgentConfig(_Section):
+    gateway: GatewaySection
+    mqtt: MqttSection = Field(default_factory=MqttSection)
+    buffer: BufferSection = Field(default_factory=BufferSection)
+    health: HealthSection = Field(default_factory=HealthSection)
+    log: LogSection = Field(default_factory=LogSection)
+    profiles_dir: Path | None = None
+    devices: list[DeviceSection] = Field(default_factory=list)
+
+    @field_validator("profiles_dir")
+    @classmethod
+    def _profiles_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @field_validator("devices")
+    @classmethod
+    def _unique(cls, devices: list[DeviceSection]) -> list[DeviceSection]:
+        seen: set[str] = set()
+        for device in devices:
+            if device.id in seen:
+                raise ValueError(f"device id {device.id!r} is used twice")
+            seen.add(device.id)
+        return devices
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Raises ``wire.configfile.ConfigError`` naming the file and key."""
+    return load_model(AgentConfig, path)
+
+
+def redacted(config: AgentConfig) -> dict[str, Any]:
+    """The config as a dict with every secret replaced, for ``get-config`` and logs."""
+    data = config.model_dump(mode="json")
+    mqtt = data.get("mqtt", {})
+    if mqtt.get("password") is not None:
+        mqtt["password"] = "**redacted**"
+    return data

@@ -1,0 +1,57 @@
+"""Turning ``devices:`` entries of agent.yaml into ready drivers."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from agent.config import AgentConfig, DeviceSection
+from agent.drivers import DeviceContext, Driver
+from agent.profiles import default_profiles_dir, load_profile
+from wire.configfile import ConfigError, validation_problems
+
+
+@dataclass
+class Device:
+    config: DeviceSection
+    driver: Driver
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+
+def build_devices(config: AgentConfig, source: str = "agent.yaml") -> list[Device]:
+    """Every enabled device with its driver; raises ConfigError listing every problem."""
+    profiles_dir = config.profiles_dir or default_profiles_dir()
+    devices: list[Device] = []
+    problems: list[str] = []
+    for index, section in enumerate(config.devices):
+        if not section.enabled:
+            continue
+        try:
+            devices.append(build_device(section, profiles_dir, f"{source}: devices[{index}]"))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return devices
+
+
+def build_device(section: DeviceSection, profiles_dir: Path, where: str) -> Device:
+    try:
+        driver_cls, profile = load_profile(profiles_dir, section.profile)
+    except ConfigError as exc:
+        raise ConfigError([f"{where}.profile: {p}" for p in exc.problems]) from None
+    try:
+        connection = driver_cls.Connection.model_validate(section.connection)
+    except ValidationError as exc:
+        problems = validation_problems(f"{where} ({section.id})", exc)
+        raise ConfigError([p.replace(") : ", ").connection.", 1) for p in problems]) from None
+    context = DeviceContext(
+        id=section.id,
+        interval=section.interval,
+        timeout=section.poll_timeout,
+        retries=section.retries,
+    )
+    return Device(section, driver_cls(context, profile, connection))

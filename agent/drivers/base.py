@@ -1,0 +1,104 @@
+"""The driver seam: one small interface every protocol implements.
+
+A *polling* driver answers ``read()`` once per tick; a *stream* driver (a tapping
+box copying receipts) runs until cancelled and emits events as they come.
+"""
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from wire import Quality
+
+
+class DriverError(Exception):
+    """A poll or connection failed; the poller reports bad readings and retries."""
+
+
+class ProfileBase(BaseModel):
+    """Keys every profile file has; drivers subclass it with their own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    driver: str
+    model: str | None = None
+    vendor: str | None = None
+    description: str | None = None
+
+
+class ConnectionBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(slots=True)
+class Sample:
+    """One value from one poll; the poller stamps device id and sample time."""
+
+    metric: str
+    value: float | int | bool | str | None
+    unit: str | None = None
+    quality: Quality = "good"
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class EventOut:
+    """One discrete event from a stream driver (e.g. a receipt)."""
+
+    kind: str
+    ts: int
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceContext:
+    id: str
+    interval: float
+    timeout: float
+    retries: int
+
+
+class Driver(abc.ABC):
+    """A polling driver. Subclasses set ``name``, ``Profile`` and ``Connection``."""
+
+    name: ClassVar[str]
+    Profile: ClassVar[type[ProfileBase]] = ProfileBase
+    Connection: ClassVar[type[ConnectionBase]] = ConnectionBase
+
+    def __init__(self, device: DeviceContext, profile: Any, connection: Any) -> None:
+        self.device = device
+        self.profile = profile
+        self.connection = connection
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect. Raise DriverError when the device can't be reached."""
+
+    @abc.abstractmethod
+    async def read(self, at: float) -> list[Sample]:
+        """Poll once for the tick at ``at`` (Unix seconds, the sample time).
+        Raise DriverError when the whole poll failed."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the connection; must not raise."""
+
+    @abc.abstractmethod
+    def metrics(self) -> list[tuple[str, str | None]]:
+        """(metric, unit) for every value a poll gives, to report bad readings."""
+
+
+class StreamDriver(Driver):
+    """A driver that runs continuously and emits events (and maybe samples)."""
+
+    @abc.abstractmethod
+    async def stream(self, emit: Callable[[EventOut], None]) -> None:
+        """Run until cancelled; call ``emit`` for each event. Must survive bad input."""
+
+    async def read(self, at: float) -> list[Sample]:
+        return []
+
+    def metrics(self) -> list[tuple[str, str | None]]:
+        return []

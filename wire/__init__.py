@@ -1,0 +1,54 @@
+"""The contract between the Pantau agent and central: topics, payloads, encoding.
+
+Both sides import this package; nothing else is shared between them.
+
+Exceptions::
+
+    WireError            a payload or topic that breaks the contract (has .reason)
+"""
+
+from wire.durations import Duration, format_duration, parse_duration
+from wire.encoding import MAX_PAYLOAD_BYTES, WireError, decode, encode
+from wire.models import (
+    PAYLOAD_VERSION,
+    Command,
+    CommandReply,
+    DeviceInfo,
+    DeviceStatus,
+    Event,
+    Health,
+    Quality,
+    Reading,
+    State,
+    Telemetry,
+)
+from wire.topics import KINDS, UPLINK_KINDS, gateway_id_ok, parse_topic, topic
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KINDS",
+    "MAX_PAYLOAD_BYTES",
+    "PAYLOAD_VERSION",
+    "UPLINK_KINDS",
+    "Command",
+    "CommandReply",
+    "DeviceInfo",
+    "DeviceStatus",
+    "Duration",
+    "Event",
+    "Health",
+    "Quality",
+    "Reading",
+    "State",
+    "Telemetry",
+    "WireError",
+    "__version__",
+    "decode",
+    "encode",
+    "format_duration",
+    "gateway_id_ok",
+    "parse_duration",
+    "parse_topic",
+    "topic",
+]

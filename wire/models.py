@@ -1,0 +1,125 @@
+"""Payload models, version 1. Every uplink payload names its gateway and carries a
+per-gateway sequence number ``seq``; every reading carries ``ts``, the time it was
+*sampled* on the gateway, in integer milliseconds since the Unix epoch (UTC).
+
+A reading's identity is (gateway, device, metric, ts): redelivering it writes the
+same InfluxDB point again.
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from wire.topics import gateway_id_ok
+
+PAYLOAD_VERSION = 1
+
+Quality = Literal["good", "bad"]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+Millis = Annotated[int, Field(ge=0, lt=10**14)]
+Value = float | int | bool | str | None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Uplink(_Model):
+    v: Literal[1] = PAYLOAD_VERSION
+    gateway: str
+    seq: Annotated[int, Field(ge=0)]
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, value: str) -> str:
+        if not gateway_id_ok(value):
+            raise ValueError(f"invalid gateway id {value!r}")
+        return value
+
+
+class Reading(_Model):
+    device: Name
+    metric: Name
+    value: Value
+    ts: Millis
+    quality: Quality = "good"
+    error: str | None = None
+    unit: str | None = None
+
+
+class Telemetry(_Uplink):
+    """``pantau/v1/<gw>/telemetry``: a batch of readings."""
+
+    site: str | None = None
+    readings: list[Reading] = Field(min_length=1)
+
+
+class Event(_Uplink):
+    """``pantau/v1/<gw>/events``: one discrete event (a receipt, a door opening)."""
+
+    site: str | None = None
+    device: Name
+    kind: Name
+    ts: Millis
+    data: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class DeviceInfo(_Model):
+    id: Name
+    profile: str
+    driver: str
+    interval: float | None = None
+
+
+class State(_Uplink):
+    """``pantau/v1/<gw>/state`` (retained): birth (online) or death (offline)."""
+
+    status: Literal["online", "offline"]
+    ts: Millis
+    site: str | None = None
+    agent_version: str | None = None
+    profiles: list[str] = Field(default_factory=list)
+    devices: list[DeviceInfo] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class DeviceStatus(_Model):
+    status: Literal["ok", "failing", "unknown"]
+    failing_since: Millis | None = None
+    error: str | None = None
+
+
+class Health(_Uplink):
+    """``pantau/v1/<gw>/health``: the gateway's own vitals."""
+
+    ts: Millis
+    site: str | None = None
+    uptime_s: float | None = None
+    cpu_temp_c: float | None = None
+    load1: float | None = None
+    mem_used_pct: float | None = None
+    disk_free_mb: float | None = None
+    buffer_depth: int | None = None
+    buffer_oldest_age_s: float | None = None
+    dropped: int | None = None
+    devices: dict[str, DeviceStatus] = Field(default_factory=dict)
+
+
+class Command(_Model):
+    """``pantau/v1/<gw>/cmd`` (downlink): ``ping``, ``poll-now``, ``reload-config``, ..."""
+
+    v: Literal[1] = PAYLOAD_VERSION
+    id: Name
+    name: Name
+    args: dict[str, Any] = Field(default_factory=dict)
+    ts: Millis | None = None
+
+
+class CommandReply(_Uplink):
+    """``pantau/v1/<gw>/cmd/reply``: the answer to one command, matched by ``id``."""
+
+    id: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
