@@ -1,0 +1,9 @@
+"""Pantau central: MQTT ingest into InfluxDB, registry, HTTP API, alerts and webhooks.
+
+Exceptions::
+
+    wire.configfile.ConfigError   central.yaml or the rules file can't be used
+    central.influx.WriteError     an InfluxDB write failed (.retryable says if retrying helps)
+"""
+
+__all__: list[str] = []

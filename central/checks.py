@@ -1,0 +1,76 @@
+"""``pantau-central check``: what would stop central from working, said plainly."""
+
+import threading
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from central.config import CentralConfig
+from central.influx import WriteError, make_writer
+
+
+def run_checks(config: CentralConfig, offline: bool = False) -> list[str]:
+    problems: list[str] = []
+    print(
+        f"config ok: influx {config.influx.api} at {config.influx.url}, data in {config.data_dir}"
+    )
+    for name, read in (("mqtt.password_file", config.mqtt.secret),):
+        try:
+            read()
+        except OSError as exc:
+            problems.append(f"{name}: cannot read: {exc.strerror}")
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        probe = config.data_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        problems.append(f"data_dir: {config.data_dir} is not writable: {exc.strerror}")
+    if offline or problems:
+        return problems
+    error = probe_broker(config)
+    if error:
+        problems.append(f"mqtt.url: {config.mqtt.url}: {error}")
+    else:
+        print(f"broker ok: {config.mqtt.url}")
+    try:
+        writer = make_writer(config.influx)
+        try:
+            writer.ping()
+        finally:
+            writer.close()
+        print(f"influx ok: {config.influx.url}")
+    except WriteError as exc:
+        problems.append(f"influx.url: {exc}")
+    return problems
+
+
+def probe_broker(config: CentralConfig, timeout: float = 5.0) -> str | None:
+    mqtt = config.mqtt
+    done = threading.Event()
+    result: list[str | None] = [f"no answer within {timeout:g}s"]
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{mqtt.client_id}-check")
+    if mqtt.username:
+        client.username_pw_set(mqtt.username, mqtt.secret())
+    if mqtt.use_tls:
+        tls = mqtt.tls
+        client.tls_set(
+            ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls and tls.key_file else None,
+        )
+
+    def on_connect(client, userdata, flags, rc, props):  # type: ignore[no-untyped-def]
+        result[0] = None if not rc.is_failure else f"broker refused the connection: {rc}"
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=10)
+    except OSError as exc:
+        return f"cannot connect: {exc.strerror or exc}"
+    client.loop_start()
+    done.wait(timeout)
+    client.disconnect()
+    client.loop_stop()
+    return result[0]

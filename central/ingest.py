@@ -1,0 +1,361 @@
+"""MQTT → validate → batch → InfluxDB, acknowledging each message only once it is stored.
+
+The MQTT session is persistent (MQTT 5, ``clean_start`` off, a session expiry),
+so while central is down or InfluxDB refuses writes the broker keeps the
+messages. ``mqtt.receive_maximum`` bounds how many unacknowledged messages the
+broker sends us, which bounds the memory held while InfluxDB is slow.
+
+Threads: paho's network thread decodes and validates each message and hands its
+points to the batch queue; ``influx.writers`` writer threads take batches, write
+them (retrying 5xx and timeouts with backoff), then acknowledge the messages.
+A 4xx answer (a field type conflict) splits the batch per message; a message
+InfluxDB still refuses is dead-lettered and acknowledged, so it never blocks
+the rest.
+"""
+
+import logging
+import random
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+import wire
+from central.config import CentralConfig
+from central.influx import V1Writer, WriteError, Writer
+from central.lineprotocol import Encoder
+from central.metrics import Metrics
+from central.registry import Registry
+from wire.topics import subscription
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[str, Any], None]
+"""Called with (kind, validated message) for every accepted uplink message."""
+
+SUBSCRIBED_KINDS = ("telemetry", "events", "state", "health", "cmd/reply")
+
+
+@dataclass
+class Pending:
+    mid: int
+    generation: int
+    topic: str
+    gateway: str
+    lines: list[str]
+    payload: bytes
+    readings: int = 0
+    events: int = 0
+    received: float = field(default_factory=time.monotonic)
+
+
+class Ingest:
+    def __init__(
+        self,
+        config: CentralConfig,
+        registry: Registry,
+        writer: Writer,
+        metrics: Metrics,
+        observers: list[Observer] | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.writer = writer
+        self.metrics = metrics
+        self.observers = observers or []
+        self.encoder = Encoder(config.influx.measurement)
+        self.connected = threading.Event()
+        self.influx_ok = threading.Event()
+        self.last_health: dict[str, Any] = {}
+        self._queue: deque[Pending] = deque()
+        self._points = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._generation = 0
+        self._threads: list[threading.Thread] = []
+        self._database_ready = config.influx.api != "v1" or not config.influx.create_database
+        self._influx_error_logged = False
+        self.client = self._make_client()
+
+    # MQTT
+
+    def _make_client(self) -> paho.Client:
+        mqtt = self.config.mqtt
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=mqtt.client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=True,
+        )
+        if mqtt.username:
+            client.username_pw_set(mqtt.username, mqtt.secret())
+        if mqtt.use_tls:
+            tls = mqtt.tls
+            client.tls_set(
+                ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls and tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = int(self.config.mqtt.session_expiry)
+        props.ReceiveMaximum = self.config.mqtt.receive_maximum
+        return props
+
+    def subscriptions(self) -> list[str]:
+        group = self.config.mqtt.shared_group
+        prefix = f"$share/{group}/" if group else ""
+        return [prefix + subscription(kind) for kind in SUBSCRIBED_KINDS]
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        if rc.is_failure:
+            log.error("broker %s refused central: %s", self.config.mqtt.url, rc)
+            return
+        with self._cond:
+            self._generation += 1
+        log.info(
+            "connected to %s (session %s)",
+            self.config.mqtt.url,
+            "resumed" if flags.session_present else "new",
+        )
+        client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.subscriptions()])
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        if self.connected.is_set() and not self._stopping:
+            log.warning("disconnected from %s: %s; reconnecting", self.config.mqtt.url, rc)
+        self.connected.clear()
+
+    def _ack(self, item: Pending) -> None:
+        # an ack for a message of an earlier connection could hit a new message that
+        # reuses its packet id: skip it, the broker sends that message again.
+        if item.generation == self._generation:
+            self.client.ack(item.mid, 1)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            self.handle(msg.topic, msg.payload, msg.mid)
+        except Exception:  # never let one message kill the network thread
+            log.exception("unexpected error handling a message on %s", msg.topic)
+            self._dead_letter(msg.topic, None, "internal", "unexpected error, see log", msg.payload)
+            self.client.ack(msg.mid, 1)
+
+    def handle(self, topic: str, payload: bytes, mid: int) -> None:
+        if self._stopping:
+            return  # left unacknowledged: the persistent session keeps it for our return
+        parsed = wire.parse_topic(topic)
+        if parsed is None:
+            self._dead_letter(
+                topic, None, "bad_topic", "not a pantau/v1/<gateway>/<kind> topic", payload
+            )
+            self.client.ack(mid, 1)
+            return
+        gateway, kind = parsed
+        self.metrics.count_message(kind)
+        try:
+            message = wire.decode(kind, payload, topic_gateway=gateway)
+        except wire.WireError as exc:
+            self._dead_letter(topic, gateway, exc.reason, exc.detail, payload)
+            self.client.ack(mid, 1)
+            return
+        site = getattr(message, "site", None)
+        if self.registry.heard(gateway, site, getattr(message, "seq", None)):
+            log.info("new gateway %s (site %s) heard for the first time", gateway, site)
+        for observer in self.observers:
+            try:
+                observer(kind, message)
+            except Exception:
+                log.exception("observer failed on a %s message from %s", kind, gateway)
+        if kind == "telemetry":
+            lines = self.encoder.telemetry(message)
+            self._enqueue(
+                Pending(mid, self._generation, topic, gateway, lines, payload, readings=len(lines))
+            )
+            return
+        if kind == "events":
+            lines = self.encoder.event(message)
+            self._enqueue(Pending(mid, self._generation, topic, gateway, lines, payload, events=1))
+            return
+        if kind == "state":
+            self.registry.state(message)
+        elif kind == "health":
+            self.last_health[gateway] = message.model_dump(mode="json")
+        self.client.ack(mid, 1)
+
+    def _dead_letter(
+        self, topic: str, gateway: str | None, reason: str, detail: str, payload: bytes
+    ) -> None:
+        self.metrics.reject(reason)
+        log.warning("rejected a message on %s: %s: %s", topic, reason, detail[:200])
+        try:
+            self.registry.dead_letter(topic, gateway, reason, detail, payload)
+        except Exception:
+            log.exception("could not store a dead letter")
+
+    # batching and writing
+
+    def _enqueue(self, item: Pending) -> None:
+        with self._cond:
+            self._queue.append(item)
+            self._points += len(item.lines)
+            self.metrics.pending_points = self._points
+            self.metrics.pending_messages = len(self._queue)
+            if self._points >= self.config.influx.batch_size:
+                self._cond.notify()
+
+    def _take_batch(self) -> list[Pending]:
+        influx = self.config.influx
+        with self._cond:
+            while True:
+                if self._queue:
+                    age = time.monotonic() - self._queue[0].received
+                    if (
+                        self._points >= influx.batch_size
+                        or age >= influx.flush_interval
+                        or self._stopping
+                    ):
+                        break
+                    self._cond.wait(influx.flush_interval - age)
+                elif self._stopping:
+                    return []
+                else:
+                    self._cond.wait(0.5)
+            batch: list[Pending] = []
+            points = 0
+            while self._queue and (
+                not batch or points + len(self._queue[0].lines) <= influx.batch_size
+            ):
+                item = self._queue.popleft()
+                batch.append(item)
+                points += len(item.lines)
+            self._points -= points
+            self.metrics.pending_points = self._points
+            self.metrics.pending_messages = len(self._queue)
+            return batch
+
+    def _writer_loop(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch:
+                return
+            self._write(batch)
+
+    def _write(self, batch: list[Pending]) -> None:
+        """Write a batch, retrying while InfluxDB is unavailable; then acknowledge it.
+        A permanent refusal splits the batch to find and dead-letter the bad messages."""
+        lines = [line for item in batch for line in item.lines]
+        body = ("\n".join(lines) + "\n").encode()
+        delay = 0.2
+        while True:
+            try:
+                self._ensure_database()
+                started = time.monotonic()
+                self.writer.write(body)
+            except WriteError as exc:
+                if not exc.retryable:
+                    self.metrics.write_failed("rejected")
+                    if len(batch) > 1:
+                        for item in batch:
+                            self._write([item])
+                    else:
+                        item = batch[0]
+                        self._dead_letter(
+                            item.topic, item.gateway, "influx_rejected", str(exc), item.payload
+                        )
+                        self._ack(item)
+                    return
+                self.metrics.write_failed("retry")
+                self._influx_failed(exc)
+                if self._stopping:
+                    return  # unacknowledged: the broker sends it again after restart
+                time.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 10.0)
+                continue
+            self.metrics.wrote(
+                len(lines),
+                sum(i.readings for i in batch),
+                sum(i.events for i in batch),
+                time.monotonic() - started,
+            )
+            self._influx_recovered()
+            for item in batch:
+                self._ack(item)
+            return
+
+    def _ensure_database(self) -> None:
+        if self._database_ready:
+            return
+        if isinstance(self.writer, V1Writer):
+            self.writer.create_database()
+        self._database_ready = True
+
+    def _influx_failed(self, exc: WriteError) -> None:
+        self.influx_ok.clear()
+        if not self._influx_error_logged:
+            log.error("%s; holding messages at the broker and retrying", exc)
+            self._influx_error_logged = True
+
+    def _influx_recovered(self) -> None:
+        if self._influx_error_logged:
+            log.info("InfluxDB writes work again")
+            self._influx_error_logged = False
+        self.influx_ok.set()
+
+    # lifecycle
+
+    def start(self) -> None:
+        for n in range(self.config.influx.writers):
+            thread = threading.Thread(
+                target=self._writer_loop, name=f"influx-writer-{n}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        mqtt = self.config.mqtt
+        self.client.connect_async(
+            mqtt.host,
+            mqtt.port,
+            keepalive=round(mqtt.keepalive),
+            clean_start=False,
+            properties=self._connect_properties(),
+        )
+        self.client.loop_start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is pending (acknowledging it), then disconnect."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.registry.flush()
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.connected.is_set()
+            and (self.influx_ok.is_set() or self._points == 0)
+            and not (self._influx_error_logged)
+        )

@@ -1,0 +1,86 @@
+"""The running aggregator: ingest, registry housekeeping and the HTTP API in one process."""
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+
+from central.config import CentralConfig
+from central.influx import Writer, make_writer
+from central.ingest import Ingest, Observer
+from central.metrics import Metrics
+from central.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class Central:
+    """Everything central runs, built from its config; the API reads from here."""
+
+    def __init__(self, config: CentralConfig, writer: Writer | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.registry = Registry(config.data_dir / "registry.db", config.dead_letters_max)
+        self.writer = writer or make_writer(config.influx)
+        self.observers: list[Observer] = []
+        self.ingest = Ingest(config, self.registry, self.writer, self.metrics, self.observers)
+        self._stop = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.ingest.start()
+        self._housekeeper = threading.Thread(
+            target=self._housekeeping, name="housekeeping", daemon=True
+        )
+        self._housekeeper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.ingest.stop()
+        if self._housekeeper is not None:
+            self._housekeeper.join(5)
+        self.writer.close()
+        self.registry.close()
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(2.0):
+            try:
+                self.registry.flush()
+                for gateway in self.registry.mark_offline(time.time() - self.config.offline_after):
+                    log.warning("gateway %s went silent: marked offline", gateway)
+            except Exception:
+                log.exception("registry housekeeping failed")
+
+    @property
+    def ready(self) -> bool:
+        return self.ingest.ready
+
+
+async def serve(central: Central) -> None:
+    """Run the HTTP API until SIGTERM/SIGINT, then stop ingest cleanly."""
+    import uvicorn
+
+    from central.api.app import create_app
+
+    app = create_app(central.config, central)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=central.config.api.host,
+            port=central.config.api.port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    central.start()
+    try:
+        await server.serve()
+    finally:
+        log.info("central stopping")
+        await asyncio.to_thread(central.stop)
