@@ -82,8 +82,9 @@ class Encoder:
                     )
                     continue
             error = r.error or ("no value" if r.quality == "good" else "bad quality")
+            metric = escape_tag(r.metric)
             lines.append(
-                f"{self.errors},device={device},{base_tags},metric={escape_tag(r.metric)}{site_tag} "
+                f"{self.errors},device={device},{base_tags},metric={metric}{site_tag} "
                 f"error={quote_string(error)} {r.ts}"
             )
         return lines

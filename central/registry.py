@@ -180,7 +180,8 @@ class Registry:
         now = time.time()
         with self._lock:
             self._db.execute(
-                "INSERT INTO dead_letters (received, topic, gateway, reason, detail, size, payload) "
+                "INSERT INTO dead_letters "
+                "(received, topic, gateway, reason, detail, size, payload) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     now,

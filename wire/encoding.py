@@ -47,7 +47,8 @@ def decode(kind: str, payload: bytes, topic_gateway: str | None = None) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
-            raise WireError("bad_json", str(first.get("ctx", {}).get("error", first["msg"])))
+            detail = str(first.get("ctx", {}).get("error", first["msg"]))
+            raise WireError("bad_json", detail) from None
         raise WireError("schema", _summarize(exc)) from None
     gateway = getattr(obj, "gateway", None)
     if topic_gateway is not None and gateway is not None and gateway != topic_gateway:
