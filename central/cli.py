@@ -30,6 +30,33 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate the config, connect to the broker and InfluxDB")
     with_config(p)
     p.add_argument("--offline", action="store_true", help="skip the connection tests")
+
+    tokens = sub.add_parser("token", help="API bearer tokens").add_subparsers(
+        dest="token_command", required=True, metavar="ACTION"
+    )
+    p = tokens.add_parser("create", help="create a token (printed once)")
+    with_config(p)
+    p.add_argument("--role", choices=["admin", "read"], required=True)
+    p.add_argument("--name", default="", help="who or what uses it")
+    p = tokens.add_parser("list", help="list tokens (never their secrets)")
+    with_config(p)
+    p = tokens.add_parser("revoke", help="revoke a token by id")
+    with_config(p)
+    p.add_argument("id", type=int)
+
+    webhook = sub.add_parser("webhook", help="webhook tools").add_subparsers(
+        dest="webhook_command", required=True, metavar="ACTION"
+    )
+    p = webhook.add_parser("test", help="send a signed sample alert to a URL")
+    p.add_argument("--url", required=True)
+    p.add_argument("--secret", required=True)
+    p.add_argument("--status", choices=["firing", "resolved"], default="firing")
+
+    rules = sub.add_parser("rules", help="alert rules tools").add_subparsers(
+        dest="rules_command", required=True, metavar="ACTION"
+    )
+    p = rules.add_parser("check", help="validate a rules file")
+    p.add_argument("file", type=Path)
     return parser
 
 
@@ -48,7 +75,29 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "check":
         return check(config, offline=args.offline)
+    if args.command == "token":
+        return token_command(config, args)
     return run(config)
+
+
+def token_command(config: CentralConfig, args: argparse.Namespace) -> int:
+    from central.tokens import token_store
+
+    store = token_store(config.data_dir)
+    try:
+        if args.token_command == "create":
+            info, secret = store.create(args.role, args.name)
+            print(f"created {info.role} token {info.id} ({info.name}); it is shown only once:")
+            print(secret)
+        elif args.token_command == "list":
+            for t in store.list():
+                print(f"{t.id}\t{t.role}\t{t.name}")
+        elif not store.revoke(args.id):
+            print(f"error: no token with id {args.id}", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
+    return 0
 
 
 def run(config: CentralConfig) -> int:

@@ -11,6 +11,7 @@ from central.influx import Writer, make_writer
 from central.ingest import Ingest, Observer
 from central.metrics import Metrics
 from central.registry import Registry
+from central.tokens import TokenStore, token_store
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ class Central:
         self.metrics = Metrics()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.registry = Registry(config.data_dir / "registry.db", config.dead_letters_max)
+        self.tokens: TokenStore = token_store(config.data_dir)
         self.writer = writer or make_writer(config.influx)
         self.observers: list[Observer] = []
         self.ingest = Ingest(config, self.registry, self.writer, self.metrics, self.observers)
@@ -43,6 +45,7 @@ class Central:
             self._housekeeper.join(5)
         self.writer.close()
         self.registry.close()
+        self.tokens.close()
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(2.0):
