@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from wire.topics import gateway_id_ok
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION: Literal[1] = 1
 
 Quality = Literal["good", "bad"]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
