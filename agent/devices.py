@@ -24,6 +24,10 @@ class Device:
 def build_devices(config: AgentConfig, source: str = "agent.yaml") -> list[Device]:
     """Every enabled device with its driver; raises ConfigError listing every problem."""
     profiles_dir = config.profiles_dir or default_profiles_dir()
+    if not profiles_dir.is_dir():
+        raise ConfigError(
+            [f"{source}: profiles_dir: {profiles_dir.resolve()} is not a directory of profiles"]
+        )
     devices: list[Device] = []
     problems: list[str] = []
     for index, section in enumerate(config.devices):
