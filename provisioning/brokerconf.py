@@ -1,0 +1,120 @@
+"""The broker's side: ``passwd``, ``acl`` and a ``mosquitto.conf`` snippet for every
+gateway provisioned so far, plus central's own identity."""
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioning.acl import DEFAULT_CENTRAL_USER, acl_file
+from provisioning.errors import ProvisionError
+from provisioning.files import write_file, write_secret
+from provisioning.passwords import hash_password, new_password, password_line
+from provisioning.state import CentralRecord, ProvisionState
+
+CONF_DIR = "/etc/mosquitto/pantau"
+PERSISTENCE_DIR = "/var/lib/mosquitto/"
+
+
+@dataclass
+class BrokerOptions:
+    conf_dir: str = CONF_DIR  # where passwd/acl/certs will live on the broker machine
+    port: int = 1883
+    bind: str | None = None  # None: every interface
+    tls_port: int = 8883
+    persistence_dir: str = PERSISTENCE_DIR
+    central_user: str = DEFAULT_CENTRAL_USER
+    rotate_central: bool = False
+
+
+def mosquitto_conf(opts: BrokerOptions, tls: bool) -> str:
+    bind = f" {opts.bind}" if opts.bind else ""
+    text = f"""\
+# Pantau broker settings, written by pantau-provision.
+# Put this file in /etc/mosquitto/conf.d/ and the passwd and acl files in
+# {opts.conf_dir}/ (owned by the mosquitto user, mode 600), then restart mosquitto.
+
+# password_file and acl_file below apply to every listener.
+per_listener_settings false
+
+# Gateways and central log in with a username and password.
+listener {opts.port}{bind}
+allow_anonymous false
+password_file {opts.conf_dir}/passwd
+acl_file {opts.conf_dir}/acl
+"""
+    if tls:
+        text += f"""
+# Gateways with a client certificate: the certificate's common name (the gateway id)
+# becomes the username the ACL is checked against. The server certificate comes from
+# `pantau-provision ca server-cert HOST --out DIR`.
+listener {opts.tls_port}{bind}
+cafile {opts.conf_dir}/ca.crt
+certfile {opts.conf_dir}/server.crt
+keyfile {opts.conf_dir}/server.key
+require_certificate true
+use_identity_as_username true
+"""
+    text += f"""
+# Keep sessions and queued QoS 1 messages across a broker restart: central's
+# persistent session must not lose what arrived while it was down.
+persistence true
+persistence_location {opts.persistence_dir}
+autosave_interval 60
+
+# Queue limits Pantau needs. Stock mosquitto keeps only 1000 queued QoS 1 messages
+# per client and silently drops the rest: while central (or InfluxDB behind it) is
+# down, gateways keep publishing and central's session must hold hours of readings.
+max_queued_messages 1000000
+# No byte limit on the queue (the message count above bounds it).
+max_queued_bytes 0
+# Stock mosquitto sends only 20 unacknowledged messages at a time to a client;
+# central acknowledges after writing to InfluxDB, so allow a deeper pipeline.
+max_inflight_messages 1000
+# Pantau payloads are at most 256 KiB; refuse anything far larger.
+max_packet_size 1048576
+"""
+    return text
+
+
+def central_identity(
+    state: ProvisionState, opts: BrokerOptions
+) -> tuple[CentralRecord, str | None]:
+    """Central's record, and its new password when one was just made (else None)."""
+    record = state.central()
+    if record is not None and record.username == opts.central_user and not opts.rotate_central:
+        return record, None
+    password = new_password()
+    record = CentralRecord(username=opts.central_user, password_hash=hash_password(password))
+    state.save_central(record)
+    return record, password
+
+
+def write_broker_config(state: ProvisionState, out: Path, opts: BrokerOptions) -> list[str]:
+    """Write passwd, acl, mosquitto.conf (and ca.crt) into ``out``; returns notes to print."""
+    gateways = state.gateways()
+    if opts.central_user in {g.id for g in gateways}:
+        raise ProvisionError(f"central's username {opts.central_user!r} is also a gateway id")
+    central, password = central_identity(state, opts)
+    lines = [password_line(central.username, central.password_hash)]
+    lines += [
+        password_line(g.id, g.password_hash)
+        for g in gateways
+        if g.auth == "password" and g.password_hash
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    write_secret(out / "passwd", "".join(lines))
+    write_file(out / "acl", acl_file([g.id for g in gateways], central.username))
+    write_file(out / "mosquitto.conf", mosquitto_conf(opts, state.has_ca))
+    if state.has_ca:
+        shutil.copyfile(state.ca_dir / "ca.crt", out / "ca.crt")
+    notes = [
+        f"{len(gateways)} gateway(s) + {central.username}: wrote passwd, acl and "
+        f"mosquitto.conf to {out}"
+    ]
+    if password is not None:
+        write_secret(out / "central.password", password + "\n")
+        notes.append(
+            f"new password for {central.username!r} in {out / 'central.password'} (mode 600): "
+            "give it to central's config, then delete it here"
+        )
+    return notes
