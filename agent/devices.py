@@ -34,7 +34,7 @@ def build_devices(config: AgentConfig, source: str = "agent.yaml") -> list[Devic
         if not section.enabled:
             continue
         try:
-            devices.append(build_device(section, profiles_dir, f"{source}: devices[{index}]"))
+            devices.append(build_device(section, profiles_dir, source, index))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -42,16 +42,19 @@ def build_devices(config: AgentConfig, source: str = "agent.yaml") -> list[Devic
     return devices
 
 
-def build_device(section: DeviceSection, profiles_dir: Path, where: str) -> Device:
+def build_device(
+    section: DeviceSection, profiles_dir: Path, source: str = "agent.yaml", index: int = 0
+) -> Device:
+    where = f"devices[{index}]"
     try:
         driver_cls, profile = load_profile(profiles_dir, section.profile)
     except ConfigError as exc:
-        raise ConfigError([f"{where}.profile: {p}" for p in exc.problems]) from None
+        raise ConfigError([f"{source}: {where}.profile: {p}" for p in exc.problems]) from None
     try:
         connection = driver_cls.Connection.model_validate(section.connection)
     except ValidationError as exc:
-        problems = validation_problems(f"{where} ({section.id})", exc)
-        raise ConfigError([p.replace(") : ", ").connection.", 1) for p in problems]) from None
+        problems = validation_problems(source, exc, loc_prefix=f"{where}.connection")
+        raise ConfigError([f"{p} [device {section.id}]" for p in problems]) from None
     context = DeviceContext(
         id=section.id,
         interval=section.interval,

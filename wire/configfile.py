@@ -50,10 +50,13 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     return out or "<top level>"
 
 
-def validation_problems(source: str, exc: ValidationError) -> list[str]:
+def validation_problems(source: str, exc: ValidationError, loc_prefix: str = "") -> list[str]:
+    """One line per error: ``<source>: <loc_prefix>.<key path>: <message> (got <value>)``."""
     problems = []
     for err in exc.errors():
         loc = format_loc(err["loc"])
+        if loc_prefix:
+            loc = loc_prefix if loc == "<top level>" else f"{loc_prefix}.{loc}".replace(".[", "[")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"

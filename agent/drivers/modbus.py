@@ -1,0 +1,406 @@
+"""``modbus``: Modbus TCP and Modbus RTU (serial) devices read with pymodbus.
+
+The profile lists points (metric, register, function, type, byte/word order,
+scale, offset, unit, invalid sentinels, optional counter); the device entry gives
+the connection (``transport: tcp`` with host/port, or ``transport: rtu`` with a
+serial port and its line settings) and the unit id. Adjacent points are read
+together, at most 125 registers or 2000 bits per request.
+
+A request the device refuses with a Modbus exception makes bad readings for the
+points of that request only; a timeout or a lost connection fails the whole poll
+(the poller then retries and reports every metric bad).
+"""
+
+import math
+import struct
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from agent.counters import WrappingCounter
+from agent.drivers._modbus_decode import (
+    FORMATS,
+    DecodeError,
+    Order,
+    decode,
+    exception_text,
+    register_count,
+    scaled,
+)
+from agent.drivers._modbus_plan import (
+    BIT_FUNCTIONS,
+    MAX_REGISTERS,
+    Function,
+    PointSpan,
+    ReadRequest,
+    overlaps,
+    plan_reads,
+)
+from agent.drivers.base import ConnectionBase, Driver, DriverError, ProfileBase, Sample
+from wire import Duration
+
+PointType = Literal[
+    "int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "bool"
+]
+INTEGER_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
+UNSIGNED_BITS = {"uint16": 16, "uint32": 32, "uint64": 64}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CounterSpec(_Strict):
+    """A wrapping event counter (see agent/counters.py for how wraps and resets differ)."""
+
+    wrap: int | None = Field(default=None, ge=2)  # default: 2**bits of the point's type
+    per_count: float = Field(default=1.0, gt=0)  # amount per count, e.g. 0.2 mm per tip
+    total_metric: str = Field(min_length=1)
+    total_unit: str | None = None
+    rate_metric: str | None = None
+    rate_unit: str | None = None
+    rate_per: Duration = 3600.0  # the rate is given per this long (1h → mm/h)
+    max_delta: int | None = Field(default=None, ge=1)  # most counts believable between polls
+    max_gap: Duration | None = None  # no rate over a longer gap between samples
+
+
+class ModbusPoint(_Strict):
+    metric: str = Field(min_length=1, max_length=128)
+    # the pinned key is ``register``; the attribute is ``address`` (BaseModel has a ``register``)
+    address: int = Field(alias="register", ge=0, le=65535)  # zero-based
+    function: Function = "holding"
+    # default: uint16 for registers, bool for coil/discrete
+    type: PointType | None = Field(default=None, validate_default=True)
+    word_order: Order = "big"
+    byte_order: Order = "big"
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
+    invalid: list[float] | None = None  # raw values meaning "no reading"
+    counter: CounterSpec | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type_fits_function(cls, value: str | None, info: ValidationInfo) -> str:
+        function = info.data.get("function", "holding")
+        bits = function in BIT_FUNCTIONS
+        if value is None:
+            value = "bool" if bits else "uint16"
+        if bits and value != "bool":
+            raise ValueError(f"a {function} is one bit: type must be bool, not {value}")
+        if not bits and value == "bool":
+            raise ValueError(f"type bool is for coil or discrete, not {function} registers")
+        register = info.data.get("address")
+        size = register_count(value)
+        if isinstance(register, int) and register + size > 65536:
+            raise ValueError(
+                f"{value} at register {register} needs {size} registers, past address 65535"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModbusPoint":
+        bits = self.function in BIT_FUNCTIONS
+        if bits and (self.scale != 1 or self.offset != 0):
+            raise ValueError(f"scale and offset don't apply to a {self.function} (a bit)")
+        if not math.isfinite(self.scale) or not math.isfinite(self.offset):
+            raise ValueError("scale and offset must be finite numbers")
+        if self.counter is not None:
+            if self.type not in UNSIGNED_BITS:
+                raise ValueError(f"counter needs an unsigned integer type, not {self.type}")
+            if self.scale != 1 or self.offset != 0:
+                raise ValueError("a counter uses counter.per_count, not scale/offset")
+            full = 1 << UNSIGNED_BITS[self.type]
+            if self.counter.wrap is not None and self.counter.wrap > full:
+                raise ValueError(f"counter.wrap {self.counter.wrap} exceeds the {self.type} range")
+        return self
+
+    @property
+    def size(self) -> int:
+        return 1 if self.type == "bool" else register_count(self.type or "uint16")
+
+    def span(self, index: int) -> PointSpan:
+        return PointSpan(index, self.function, self.address, self.size)
+
+    def metric_names(self) -> list[tuple[str, str | None]]:
+        names = [(self.metric, self.unit)]
+        if self.counter is not None:
+            names.append((self.counter.total_metric, self.counter.total_unit))
+            if self.counter.rate_metric:
+                names.append((self.counter.rate_metric, self.counter.rate_unit))
+        return names
+
+
+class ModbusProfile(ProfileBase):
+    points: list[ModbusPoint] = Field(min_length=1)
+    max_gap: int = Field(default=0, ge=0, le=100)  # unused addresses a read may bridge
+    max_registers: int = Field(default=MAX_REGISTERS, ge=1, le=MAX_REGISTERS)  # per request
+
+    @field_validator("points")
+    @classmethod
+    def _no_overlap(cls, points: list[ModbusPoint]) -> list[ModbusPoint]:
+        problems = []
+        for a, b in overlaps([p.span(i) for i, p in enumerate(points)]):
+            first = points[a.index]
+            problems.append(
+                f"points[{b.index}] ({points[b.index].metric}) register {b.address} overlaps "
+                f"points[{a.index}] ({first.metric}, {first.function} {a.address}-{a.end - 1})"
+            )
+        seen: dict[str, int] = {}
+        for i, point in enumerate(points):
+            for name, _unit in point.metric_names():
+                if name in seen:
+                    problems.append(
+                        f"points[{i}]: metric {name!r} already used by points[{seen[name]}]"
+                    )
+                seen.setdefault(name, i)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return points
+
+
+class ModbusConnection(ConnectionBase):
+    transport: Literal["tcp", "rtu"]
+    host: str | None = None  # tcp only
+    # tcp: port number (502); rtu: serial device path
+    port: int | str | None = Field(default=None, validate_default=True)
+    unit: int = Field(default=1, ge=0, le=255)  # unit / slave id
+    baudrate: int = Field(default=9600, gt=0)  # rtu only, as are the following
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("transport") == "rtu" and value is not None:
+            raise ValueError("host is for transport tcp; rtu uses port: /dev/ttyUSB0")
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
+        transport = info.data.get("transport")
+        if transport == "tcp":
+            if value is None:
+                return 502
+            if isinstance(value, str):
+                if not value.isdigit():
+                    raise ValueError("a TCP port is a number (502)")
+                value = int(value)
+            if not 1 <= value <= 65535:
+                raise ValueError("a TCP port is between 1 and 65535")
+        elif transport == "rtu" and (not isinstance(value, str) or not value.startswith("/")):
+            raise ValueError("rtu needs the serial device path, e.g. port: /dev/ttyUSB0")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ModbusConnection":
+        if self.transport == "tcp":
+            if not self.host:
+                raise ValueError("transport tcp needs host")
+            serial_keys = {"baudrate", "parity", "stopbits", "bytesize"} & self.model_fields_set
+            if serial_keys:
+                raise ValueError(f"{', '.join(sorted(serial_keys))}: only for transport rtu")
+        elif self.unit == 0 or self.unit > 247:
+            raise ValueError("an RTU unit id is between 1 and 247")
+        return self
+
+    def describe(self) -> str:
+        if self.transport == "tcp":
+            return f"{self.host}:{self.port} unit {self.unit}"
+        return f"{self.port} unit {self.unit}"
+
+
+Value = int | float | bool
+
+
+class ModbusDriver(Driver):
+    name = "modbus"
+    Profile = ModbusProfile
+    Connection = ModbusConnection
+
+    def __init__(self, device: Any, profile: Any, connection: Any) -> None:
+        super().__init__(device, profile, connection)
+        self.profile: ModbusProfile
+        self.connection: ModbusConnection
+        self.requests: list[ReadRequest] = plan_reads(
+            [p.span(i) for i, p in enumerate(profile.points)],
+            max_gap=profile.max_gap,
+            max_count=profile.max_registers,
+        )
+        self._client: Any = None
+        self._counters: dict[int, WrappingCounter] = {}
+        for i, point in enumerate(profile.points):
+            spec = point.counter
+            if spec is None:
+                continue
+            wrap = spec.wrap or 1 << UNSIGNED_BITS[point.type or "uint16"]
+            self._counters[i] = WrappingCounter(
+                wrap=wrap,
+                per_count=spec.per_count,
+                max_delta=spec.max_delta,
+                rate_per=spec.rate_per,
+                max_gap=spec.max_gap,
+            )
+
+    def metrics(self) -> list[tuple[str, str | None]]:
+        return [name for point in self.profile.points for name in point.metric_names()]
+
+    async def open(self) -> None:
+        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+
+        conn = self.connection
+        timeout = max(self.device.timeout, 0.01)
+        client: Any
+        # retries and reconnects are the poller's job: pymodbus tries once
+        if conn.transport == "tcp":
+            client = AsyncModbusTcpClient(
+                str(conn.host),
+                port=int(conn.port or 502),
+                timeout=timeout,
+                retries=0,
+                reconnect_delay=0,
+            )
+        else:
+            client = AsyncModbusSerialClient(
+                str(conn.port),
+                baudrate=conn.baudrate,
+                bytesize=conn.bytesize,
+                parity=conn.parity,
+                stopbits=conn.stopbits,
+                timeout=timeout,
+                retries=0,
+                reconnect_delay=0,
+            )
+        try:
+            connected = await client.connect()
+        except Exception as exc:  # pymodbus and pyserial raise many kinds
+            client.close()
+            raise DriverError(f"cannot connect to {conn.describe()}: {exc}") from None
+        if not connected:
+            client.close()
+            raise DriverError(f"cannot connect to {conn.describe()}")
+        self._client = client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+    async def read(self, at: float) -> list[Sample]:
+        if self._client is None:
+            raise DriverError("not connected")
+        raw: dict[int, Value] = {}
+        errors: dict[int, str] = {}
+        for request in self.requests:
+            values, error = await self._request(request)
+            for span in request.points:
+                if error is not None:
+                    errors[span.index] = error
+                    continue
+                try:
+                    raw[span.index] = self._decode_point(span, request, values)
+                except DecodeError as exc:
+                    errors[span.index] = f"{request.describe()}: {exc}"
+        samples: list[Sample] = []
+        for i, point in enumerate(self.profile.points):
+            samples.extend(self._samples(i, point, raw.get(i), errors.get(i), at))
+        return samples
+
+    async def _request(self, request: ReadRequest) -> tuple[list[Any], str | None]:
+        from pymodbus.exceptions import ModbusException
+
+        client = self._client
+        unit = self.connection.unit
+        call = {
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+            "coil": client.read_coils,
+            "discrete": client.read_discrete_inputs,
+        }[request.function]
+        try:
+            response = await call(request.address, count=request.count, device_id=unit)
+        except ModbusException as exc:
+            raise DriverError(f"{request.describe()}: {_pymodbus_text(exc)}") from None
+        if response.isError():
+            code = getattr(response, "exception_code", None)
+            if isinstance(code, int):
+                return [], f"{exception_text(code)} reading {request.describe()}"
+            return [], f"error response reading {request.describe()}: {response}"
+        bits = request.function in BIT_FUNCTIONS
+        values = list(response.bits if bits else response.registers)
+        if len(values) < request.count:
+            return [], (
+                f"short answer to {request.describe()}: {len(values)} of {request.count} values"
+            )
+        return values[: request.count], None
+
+    def _decode_point(self, span: PointSpan, request: ReadRequest, values: list[Any]) -> Value:
+        point = self.profile.points[span.index]
+        start = span.address - request.address
+        chunk = values[start : start + span.size]
+        if point.type == "bool":
+            return bool(chunk[0])
+        return decode(chunk, point.type or "uint16", point.word_order, point.byte_order)
+
+    def _samples(
+        self, index: int, point: ModbusPoint, raw: Value | None, error: str | None, at: float
+    ) -> list[Sample]:
+        names = point.metric_names()
+        counter = self._counters.get(index)
+        if error is None and raw is not None:
+            error = _invalid(point, raw)
+            if error is None and counter is not None and not 0 <= int(raw) < counter.wrap:
+                error = f"{point.metric}: count {raw} outside 0..{counter.wrap - 1}"
+        if error is not None or raw is None:
+            why = error or "no value"
+            return [Sample(m, None, u, quality="bad", error=why) for m, u in names]
+        if point.type == "bool":
+            return [Sample(point.metric, bool(raw), point.unit)]
+        value = scaled(raw, point.scale, point.offset)
+        samples = [Sample(point.metric, value, point.unit)]
+        if counter is not None and point.counter is not None:
+            update = counter.update(int(raw), at)
+            spec = point.counter
+            samples.append(Sample(spec.total_metric, update.total, spec.total_unit))
+            if spec.rate_metric and update.rate is not None:
+                samples.append(Sample(spec.rate_metric, update.rate, spec.rate_unit))
+        return samples
+
+
+def _invalid(point: ModbusPoint, raw: Value) -> str | None:
+    """An error when ``raw`` is a sentinel or not a number, else None."""
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return f"{point.metric}: device sent {raw} (not a number)"
+    for sentinel in point.invalid or ():
+        if raw == sentinel or (point.type == "float32" and _same_float32(raw, sentinel)):
+            if isinstance(raw, float):
+                shown = f"{raw:g}"
+            elif point.type in UNSIGNED_BITS:
+                shown = f"{raw} (0x{int(raw):X})"
+            else:
+                shown = str(raw)
+            return f"{point.metric}: device sent the 'no reading' value {shown}"
+    return None
+
+
+def _same_float32(raw: Value, sentinel: float) -> bool:
+    """-9999.9 in a profile equals the float32 the device sends for it."""
+    try:
+        return struct.pack(">f", raw) == struct.pack(">f", sentinel)
+    except (OverflowError, struct.error):
+        return False
+
+
+def _pymodbus_text(exc: Exception) -> str:
+    text = str(exc).replace("Modbus Error: ", "").strip()
+    if "No response" in text or "timeout" in text.lower():
+        return f"no answer ({text})"
+    return text or type(exc).__name__
+
+
+__all__ = ["FORMATS", "ModbusConnection", "ModbusDriver", "ModbusPoint", "ModbusProfile"]

@@ -1,0 +1,87 @@
+"""Golden cases for serial-ascii sensors: lines written into a real pseudo-terminal.
+
+A streaming sensor is played by a thread writing its line every 50 ms; a polled one
+by a thread that answers only after it reads the profile's command.
+"""
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent.clock import SystemClock
+from agent.config import DeviceSection
+from agent.devices import build_device
+from agent.poller import Poller
+from tests.agent.conftest import PtyPort, case_profile, check_readings, golden_cases, load_case
+
+
+class SensorPlayer:
+    """Plays a sensor on the master side of a pty: streams ``payload`` or answers ``command``."""
+
+    def __init__(self, port: PtyPort, command: bytes | None, period: float = 0.05) -> None:
+        self.port = port
+        self.command = command
+        self.period = period
+        self.payload = b""
+        self._stop = threading.Event()
+        os.set_blocking(port.fd, False)
+        self._thread = threading.Thread(target=self._run, name="sensor-player", daemon=True)
+        self._thread.start()
+
+    def _send(self) -> None:
+        try:
+            self.port.write(self.payload)
+        except (BlockingIOError, OSError):  # nobody reading: the line drops it, like RS-232
+            pass
+
+    def _run(self) -> None:
+        heard = b""
+        while not self._stop.is_set():
+            if self.command is None:
+                self._send()
+                self._stop.wait(self.period)
+                continue
+            heard += self.port.read_available(self.period)
+            if self.command in heard:
+                heard = heard.split(self.command)[-1]
+                self._send()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.mark.parametrize(("case_dir", "transport"), golden_cases("serial"))
+def test_golden_case(
+    no_leaked_threads: None, case_dir: Path, transport: str, pty_port: PtyPort
+) -> None:
+    case = load_case(case_dir)
+    command = case.get("answers")
+    player = SensorPlayer(pty_port, command.encode("latin-1") if command else None)
+    profiles_dir, profile = case_profile(case_dir, case)
+    section = DeviceSection(
+        id="dut",
+        profile=profile,
+        interval=60,
+        timeout=float(case.get("timeout", 0.5)),
+        connection={"port": pty_port.path, "baudrate": 9600},
+    )
+    device = build_device(section, profiles_dir, "case.yaml")
+
+    async def run() -> None:
+        poller = Poller(device.driver, lambda d, ts, s: None, SystemClock())
+        try:
+            for index, poll in enumerate(case["polls"]):
+                player.payload = poll["sends"].encode("latin-1")
+                samples = await poller.poll(float(poll["at"]))
+                check_readings(f"{case_dir.name} poll {index}", samples, poll["expect"])
+        finally:
+            await poller._close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        player.stop()
