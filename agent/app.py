@@ -1,4 +1,13 @@
-"""The running agent: pollers → disk buffer → MQTT, plus birth, health and commands."""
+"""The running agent: pollers → disk buffer → MQTT, plus birth, health and commands.
+
+Readings go into the buffer as they are sampled; the committer writes them to
+disk at most once per ``buffer.commit_interval``; the pump hands committed
+readings to the MQTT session, at most ``mqtt.window`` messages in flight, and
+acknowledges them in the buffer when the PUBACK arrives. On every connect the
+buffer is split: the pump then alternates a batch of fresh readings (sampled
+since the connect) with a batch of backlog (oldest first), so live data keeps
+flowing while hours of outage drain.
+"""
 
 import asyncio
 import json
@@ -6,16 +15,21 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import wire
+from agent import vitals
 from agent.buffer import Buffer, Item
 from agent.clock import Clock, SystemClock
-from agent.config import AgentConfig
-from agent.devices import Device
+from agent.commands import CommandError, run_command
+from agent.config import AgentConfig, load_config, redacted
+from agent.devices import Device, build_devices
 from agent.drivers import EventOut, Sample, StreamDriver
 from agent.mqtt import MqttSession
 from agent.poller import Poller
+from agent.sdnotify import Notifier
+from wire.configfile import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +62,35 @@ class Agent:
         config: AgentConfig,
         devices: Sequence[Device],
         buffer: Buffer,
+        *,
         clock: Clock | None = None,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
-        self.devices = list(devices)
+        self.config_path = config_path
         self.buffer = buffer
         self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier({})
         self.gateway = config.gateway.id
         self.site = config.gateway.site
+        self.started = time.monotonic()
+        self.mqtt: MqttSession | None = None
+        self._dirty = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._last_commit = 0.0
+        self._unsent: list[tuple[str, bytes, list[int]]] = []
+        self._device_tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._use_devices(devices)
+
+    def _use_devices(self, devices: Sequence[Device]) -> None:
+        self.devices = list(devices)
         self.pollers = {
             d.id: Poller(d.driver, self._on_samples, self.clock)
             for d in self.devices
             if not isinstance(d.driver, StreamDriver)
         }
-        self.started = time.monotonic()
-        self._dirty = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._last_commit = 0.0
-        self.mqtt: MqttSession | None = None
 
     # readings in
 
@@ -98,46 +123,68 @@ class Agent:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._dirty.clear()
-            await asyncio.to_thread(self.buffer.commit)
             self._last_commit = time.monotonic()
+            await asyncio.to_thread(self.buffer.commit)
             self._wake.set()
 
     async def _pump(self) -> None:
         assert self.mqtt is not None
         mqtt = self.mqtt
         window = self.config.mqtt.window
+        batch = self.config.mqtt.batch_size
+        fresh_turn = True
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while mqtt.in_flight < window:
+            while mqtt.connected.is_set() and mqtt.in_flight < window:
+                if self._unsent:
+                    topic, payload, ids = self._unsent[0]
+                    if not mqtt.publish(topic, payload, token=ids):
+                        self._wake_later()
+                        break
+                    self._unsent.pop(0)
+                    continue
                 events = self.buffer.take("events", 1, MAX_BATCH_BYTES)
                 if events:
                     self._publish_event(events[0])
                     continue
-                items = self.buffer.take(
-                    "telemetry", self.config.mqtt.batch_size, MAX_BATCH_BYTES
-                )
+                if self.buffer.backlog("telemetry"):
+                    # live readings and the backlog take turns, one batch each
+                    items = self.buffer.take("telemetry", batch, MAX_BATCH_BYTES, fresh=fresh_turn)
+                    if not items:
+                        items = self.buffer.take(
+                            "telemetry", batch, MAX_BATCH_BYTES, fresh=not fresh_turn
+                        )
+                    fresh_turn = not fresh_turn
+                else:
+                    items = self.buffer.take("telemetry", batch, MAX_BATCH_BYTES)
                 if not items:
                     break
                 self._publish_telemetry(items)
 
-    def _publish_telemetry(self, items: list[Item]) -> None:
+    def _wake_later(self, delay: float = 0.5) -> None:
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
+
+    def _send(self, kind: str, payload: bytes, ids: list[int]) -> None:
         assert self.mqtt is not None
+        topic = wire.topic(self.gateway, kind)
+        if not self.mqtt.publish(topic, payload, token=ids):
+            self._unsent.append((topic, payload, ids))
+            self._wake_later()
+
+    def _publish_telemetry(self, items: list[Item]) -> None:
         seq = self.buffer.next_seq()
         head = (
             f'{{"v":1,"gateway":"{self.gateway}","seq":{seq},'
             f'"site":{json.dumps(self.site)},"readings":['
         )
         payload = head.encode() + b",".join(i.body for i in items) + b"]}"
-        self.mqtt.publish(
-            wire.topic(self.gateway, "telemetry"), payload, token=[i.id for i in items]
-        )
+        self._send("telemetry", payload, [i.id for i in items])
 
     def _publish_event(self, item: Item) -> None:
-        assert self.mqtt is not None
         seq = self.buffer.next_seq()
         payload = f'{{"v":1,"gateway":"{self.gateway}","seq":{seq},'.encode() + item.body[1:]
-        self.mqtt.publish(wire.topic(self.gateway, "events"), payload, token=[item.id])
+        self._send("events", payload, [item.id])
 
     def _on_acked(self, ids: list[int]) -> None:
         self.buffer.ack(ids)
@@ -182,20 +229,32 @@ class Agent:
         devices = {}
         for device_id, poller in self.pollers.items():
             since = poller.health.failing_since
+            status: Literal["ok", "failing", "unknown"]
+            if since is None and poller.health.polls == 0:
+                status = "unknown"
+            else:
+                status = "failing" if since is not None else "ok"
             devices[device_id] = wire.DeviceStatus(
-                status="failing" if since is not None else "ok",
+                status=status,
                 failing_since=round(since * 1000) if since is not None else None,
                 error=poller.health.last_error,
             )
+        vital = vitals.collect(self.config.buffer.path)
         return wire.Health(
             gateway=self.gateway,
             seq=self.buffer.next_seq(),
             ts=self._now_ms(),
             site=self.site,
             uptime_s=round(time.monotonic() - self.started, 1),
+            cpu_temp_c=vital.cpu_temp_c,
+            load1=vital.load1,
+            mem_used_pct=vital.mem_used_pct,
+            disk_free_mb=vital.disk_free_mb,
             buffer_depth=stats.depth,
             buffer_oldest_age_s=(
-                round(now - stats.oldest_ts / 1000, 1) if stats.oldest_ts is not None else None
+                round(max(0.0, now - stats.oldest_ts / 1000), 1)
+                if stats.oldest_ts is not None
+                else None
             ),
             dropped=stats.dropped,
             devices=devices,
@@ -206,48 +265,122 @@ class Agent:
 
     def _on_connect(self) -> None:
         assert self.mqtt is not None
-        self.mqtt.publish(
-            wire.topic(self.gateway, "state"), wire.encode(self.birth()), retain=True
-        )
+        self.mqtt.publish(wire.topic(self.gateway, "state"), wire.encode(self.birth()), retain=True)
+        if self.buffer.split("telemetry"):
+            log.info("draining the backlog oldest first while fresh readings keep flowing")
+        self._publish_health()
         self._wake.set()
 
-    async def _health_loop(self) -> None:
+    def _publish_health(self) -> None:
         assert self.mqtt is not None
+        if self.mqtt.connected.is_set():
+            self.mqtt.publish(wire.topic(self.gateway, "health"), wire.encode(self.health()))
+
+    async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.health.interval)
-            if self.mqtt.connected.is_set():
-                self.mqtt.publish(wire.topic(self.gateway, "health"), wire.encode(self.health()))
+            self._publish_health()
+
+    async def _watchdog(self, period: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(period / 2)
 
     # commands
 
     def _on_command(self, topic: str, payload: bytes) -> None:
-        assert self.mqtt is not None
-        try:
-            command = wire.decode("cmd", payload)
-        except wire.WireError as exc:
-            log.warning("ignored a malformed command: %s", exc)
-            reply = wire.CommandReply(
-                gateway=self.gateway, seq=self.buffer.next_seq(), id="?", ok=False, error=str(exc)
-            )
-        else:
-            reply = self._run_command(command)
-        self.mqtt.publish(wire.topic(self.gateway, "cmd/reply"), wire.encode(reply))
+        task = asyncio.create_task(self._answer(payload), name="command")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    def _run_command(self, command: wire.Command) -> wire.CommandReply:
-        seq = self.buffer.next_seq()
-        if command.name == "ping":
-            return wire.CommandReply(
-                gateway=self.gateway, seq=seq, id=command.id, ok=True, result="pong"
-            )
-        return wire.CommandReply(
+    async def _answer(self, payload: bytes) -> None:
+        assert self.mqtt is not None
+        reply = await run_command(self, payload)
+        message = wire.CommandReply(
             gateway=self.gateway,
-            seq=seq,
-            id=command.id,
-            ok=False,
-            error=f"unknown command {command.name!r}",
+            seq=self.buffer.next_seq(),
+            id=reply.id,
+            ok=reply.ok,
+            result=reply.result,
+            error=reply.error,
         )
+        try:
+            data = wire.encode(message)
+        except wire.WireError as exc:
+            data = wire.encode(
+                message.model_copy(update={"ok": False, "result": None, "error": str(exc)})
+            )
+        self.mqtt.publish(wire.topic(self.gateway, "cmd/reply"), data)
+
+    async def poll_now(self, device: str | None) -> dict[str, Any]:
+        if device is not None and device not in self.pollers:
+            raise CommandError(f"poll-now: no polled device with id {device!r}")
+        chosen = [self.pollers[device]] if device else list(self.pollers.values())
+        at = self.clock.time()
+        results = await asyncio.gather(*(p.poll(at) for p in chosen))
+        return {
+            p.device_id: [
+                {"metric": s.metric, "value": s.value, "unit": s.unit, "quality": s.quality}
+                | ({"error": s.error} if s.error else {})
+                for s in samples
+            ]
+            for p, samples in zip(chosen, results, strict=True)
+        }
+
+    async def reload_config(self) -> dict[str, Any]:
+        if self.config_path is None:
+            raise CommandError("reload-config: the agent was not started from a config file")
+        path = self.config_path
+        try:
+            config = await asyncio.to_thread(load_config, path)
+            devices = await asyncio.to_thread(build_devices, config, str(path))
+        except ConfigError as exc:
+            log.warning("reload-config: kept the running config: %s", "; ".join(exc.problems))
+            raise CommandError(
+                "reload-config: kept the running config: " + "; ".join(exc.problems)
+            ) from None
+        restart = [
+            name
+            for name in ("gateway", "mqtt", "buffer", "log")
+            if getattr(config, name) != getattr(self.config, name)
+        ]
+        await self._stop_devices()
+        self.config = self.config.model_copy(
+            update={
+                "devices": config.devices,
+                "profiles_dir": config.profiles_dir,
+                "health": config.health,
+            }
+        )
+        self._use_devices(devices)
+        self._start_devices()
+        log.info("reload-config: %d devices running", len(self.devices))
+        if self.mqtt is not None and self.mqtt.connected.is_set():
+            self.mqtt.publish(
+                wire.topic(self.gateway, "state"), wire.encode(self.birth()), retain=True
+            )
+        return {"devices": [d.id for d in self.devices], "restart_needed_for": restart}
+
+    def config_view(self) -> dict[str, Any]:
+        return redacted(self.config)
 
     # lifecycle
+
+    def _start_devices(self) -> None:
+        self._device_tasks = [
+            asyncio.create_task(p.run(), name=f"poll {p.device_id}") for p in self.pollers.values()
+        ]
+        for device in self.devices:
+            if isinstance(device.driver, StreamDriver):
+                self._device_tasks.append(
+                    asyncio.create_task(self._stream(device), name=f"stream {device.id}")
+                )
+
+    async def _stop_devices(self) -> None:
+        for task in self._device_tasks:
+            task.cancel()
+        await asyncio.gather(*self._device_tasks, return_exceptions=True)
+        self._device_tasks = []
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -259,37 +392,44 @@ class Agent:
             on_connect=self._on_connect,
             on_acked=self._on_acked,
             on_command=self._on_command,
+            command_topic=wire.topic(self.gateway, "cmd"),
         )
-        self.mqtt.subscribe_commands(wire.topic(self.gateway, "cmd"))
         self.mqtt.start()
         log.info(
-            "agent %s started: %d devices, broker %s",
+            "agent %s started: %d devices, broker %s, buffer %s",
             self.gateway,
             len(self.devices),
             self.config.mqtt.url,
+            getattr(self.buffer, "path", "in memory"),
         )
-        tasks = [asyncio.create_task(p.run(), name=f"poll {p.device_id}") for p in self.pollers.values()]
-        for device in self.devices:
-            if isinstance(device.driver, StreamDriver):
-                tasks.append(asyncio.create_task(self._stream(device), name=f"stream {device.id}"))
+        self._start_devices()
         service = [
             asyncio.create_task(self._committer(), name="committer"),
             asyncio.create_task(self._pump(), name="pump"),
             asyncio.create_task(self._health_loop(), name="health"),
         ]
+        if self.notifier.watchdog_s:
+            service.append(
+                asyncio.create_task(self._watchdog(self.notifier.watchdog_s), name="watchdog")
+            )
+        self.notifier.ready(f"sampling {len(self.devices)} devices")
         self._wake.set()
         try:
             await stop.wait()
         finally:
             log.info("agent %s stopping", self.gateway)
-            for task in tasks + service:
+            self.notifier.stopping()
+            await self._stop_devices()
+            for task in [*service, *self._background]:
                 task.cancel()
-            await asyncio.gather(*tasks, *service, return_exceptions=True)
+            await asyncio.gather(*service, *self._background, return_exceptions=True)
             await asyncio.to_thread(self.buffer.commit)
+            depth = self.buffer.stats().depth
             await self.mqtt.stop(
                 last_words=(wire.topic(self.gateway, "state"), wire.encode(self.death("shutdown")))
             )
             await asyncio.to_thread(self.buffer.close)
+            log.info("agent %s stopped; %d items left in the buffer", self.gateway, depth)
 
     async def _stream(self, device: Device) -> None:
         driver = device.driver

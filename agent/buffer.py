@@ -5,19 +5,29 @@ diskless gateways) and ``SqliteBuffer`` (SQLite in WAL mode, the default).
 
 Writes are grouped: ``add`` and ``ack`` are held in memory until ``commit``,
 which the agent calls at most once per ``buffer.commit_interval`` under load.
-A power cut loses at most the readings added since the last commit. Only
-committed items are handed to the publisher, so nothing is published that a
-restart could forget.
+A power cut loses at most the readings added since the last commit; acks not
+yet committed only mean those readings are sent once more after a restart.
+Only committed items are handed to the publisher, so nothing is published that
+a restart could forget.
+
+Taking is separate from acknowledging. Each kind has a cursor made of
+*segments*: ids in ``(start, pos]`` of a segment have been taken (handed to the
+MQTT client, which keeps and re-sends them until their PUBACK) and are never
+taken again while the process lives. ``split`` (called on every connect) opens
+a new segment above the newest committed id, so that ``take(fresh=True)``
+serves readings sampled after the outage while ``take()`` drains the backlog
+oldest first; when the head segment reaches the next one they merge. A new
+process starts with one empty segment, so everything unacknowledged is taken
+again after a restart.
 
 When the buffer is over ``max_readings`` or ``max_mb``, the oldest items are
-dropped first and counted in ``stats().dropped``.
+dropped first and counted in ``stats().dropped`` (persisted by ``SqliteBuffer``).
 """
 
 import logging
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +37,15 @@ log = logging.getLogger(__name__)
 
 KINDS = {"telemetry": 1, "events": 2}
 ROW_OVERHEAD = 40  # bytes SQLite spends per row beyond the body, roughly
+DROP_LOG_EVERY = 60.0  # seconds between "buffer full" warnings
 
 
 @dataclass(frozen=True)
 class BufferStats:
-    depth: int
+    depth: int  # committed items not yet acknowledged
     bytes: int
     oldest_ts: int | None  # sample time (ms) of the oldest item
-    dropped: int
+    dropped: int  # items dropped because the buffer was full, ever
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,9 @@ class Item:
 class Buffer(Protocol):
     def add(self, kind: str, ts: int, bodies: Sequence[bytes]) -> None: ...
     def commit(self) -> None: ...
-    def take(self, kind: str, limit: int, max_bytes: int) -> list[Item]: ...
+    def take(self, kind: str, limit: int, max_bytes: int, fresh: bool = False) -> list[Item]: ...
+    def split(self, kind: str) -> bool: ...
+    def backlog(self, kind: str) -> bool: ...
     def ack(self, ids: Sequence[int]) -> None: ...
     def rewind(self) -> None: ...
     def stats(self) -> BufferStats: ...
@@ -65,25 +78,113 @@ class _Limits:
         )
 
 
-class MemoryBuffer:
-    """The same contract held in memory; lost on restart."""
+class _Cursor:
+    """Taken ids of one kind: the union of ``(start, pos]`` over the segments."""
 
-    def __init__(self, max_items: int | None = None, max_bytes: int | None = None) -> None:
+    def __init__(self) -> None:
+        self.segments: list[list[int]] = [[0, 0]]
+
+
+class _BufferBase:
+    """Pending writes, cursors and the take logic; backends store the rows."""
+
+    def __init__(self, max_items: int | None, max_bytes: int | None) -> None:
         self._limits = _Limits(max_items, max_bytes)
-        self._items: OrderedDict[int, tuple[int, int, bytes]] = OrderedDict()
         self._pending: list[tuple[int, int, bytes]] = []
         self._acks: list[int] = []
-        self._cursor = {kind: 0 for kind in KINDS.values()}
-        self._next_id = 1
-        self._bytes = 0
-        self._dropped = 0
-        self._seq = 0
+        self._cursors = {code: _Cursor() for code in KINDS.values()}
         self._lock = threading.Lock()
+        self._dropped = 0
+        self._last_drop_log = -DROP_LOG_EVERY
+
+    # backend hooks, called with the lock held
+
+    def _fetch(self, code: int, after: int, upto: int | None, limit: int) -> list[Item]:
+        raise NotImplementedError
+
+    def _max_id(self, code: int) -> int:
+        raise NotImplementedError
+
+    # the shared contract
 
     def add(self, kind: str, ts: int, bodies: Sequence[bytes]) -> None:
         code = KINDS[kind]
         with self._lock:
             self._pending.extend((code, ts, body) for body in bodies)
+
+    def ack(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            self._acks.extend(ids)
+
+    def rewind(self) -> None:
+        """Forget what was taken: everything unacknowledged is taken again."""
+        with self._lock:
+            self._cursors = {code: _Cursor() for code in KINDS.values()}
+
+    def split(self, kind: str) -> bool:
+        """Serve items committed from now on as *fresh*; True when a backlog exists."""
+        code = KINDS[kind]
+        with self._lock:
+            segments = self._cursors[code].segments
+            newest = self._max_id(code)
+            if newest > segments[-1][1]:
+                segments.append([newest, newest])
+            return len(segments) > 1
+
+    def backlog(self, kind: str) -> bool:
+        with self._lock:
+            return len(self._cursors[KINDS[kind]].segments) > 1
+
+    def take(self, kind: str, limit: int, max_bytes: int, fresh: bool = False) -> list[Item]:
+        """Up to ``limit`` committed, untaken items (at least one, at most ``max_bytes``
+        otherwise): the oldest, or with ``fresh`` those committed after the last split."""
+        code = KINDS[kind]
+        with self._lock:
+            segments = self._cursors[code].segments
+            while True:
+                seg = segments[-1] if fresh else segments[0]
+                upto = None if fresh or len(segments) == 1 else segments[1][0]
+                rows = self._fetch(code, seg[1], upto, limit)
+                out: list[Item] = []
+                size = 0
+                for item in rows:
+                    if out and size + len(item.body) > max_bytes:
+                        break
+                    out.append(item)
+                    size += len(item.body)
+                if out:
+                    seg[1] = out[-1].id
+                gap_empty = upto is not None and (
+                    seg[1] >= upto or (len(out) == len(rows) and len(rows) < limit)
+                )
+                if gap_empty:
+                    # the head reached the next segment: one segment from here on
+                    seg[1] = segments[1][1]
+                    del segments[1]
+                if out or not gap_empty:
+                    return out
+
+    def _note_dropped(self, count: int) -> None:
+        self._dropped += count
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_EVERY:
+            self._last_drop_log = now
+            log.warning(
+                "buffer full: dropped the %d oldest items (%d in all since the buffer was made)",
+                count,
+                self._dropped,
+            )
+
+
+class MemoryBuffer(_BufferBase):
+    """The same contract held in memory; lost on restart."""
+
+    def __init__(self, max_items: int | None = None, max_bytes: int | None = None) -> None:
+        super().__init__(max_items, max_bytes)
+        self._items: dict[int, tuple[int, int, bytes]] = {}  # id → (kind, ts, body), id order
+        self._next_id = 1
+        self._bytes = 0
+        self._seq = 0
 
     def commit(self) -> None:
         with self._lock:
@@ -97,36 +198,28 @@ class MemoryBuffer:
                 self._next_id += 1
                 self._bytes += len(entry[2]) + ROW_OVERHEAD
             self._pending.clear()
+            dropped = 0
             while self._items and self._limits.over(len(self._items), self._bytes):
-                _, entry = self._items.popitem(last=False)
+                oldest = next(iter(self._items))
+                entry = self._items.pop(oldest)
                 self._bytes -= len(entry[2]) + ROW_OVERHEAD
-                self._dropped += 1
+                dropped += 1
+            if dropped:
+                self._note_dropped(dropped)
 
-    def take(self, kind: str, limit: int, max_bytes: int) -> list[Item]:
-        code = KINDS[kind]
+    def _fetch(self, code: int, after: int, upto: int | None, limit: int) -> list[Item]:
         out: list[Item] = []
-        size = 0
-        with self._lock:
-            for item_id, (k, _ts, body) in self._items.items():
-                if k != code or item_id <= self._cursor[code]:
-                    continue
-                if out and size + len(body) > max_bytes:
-                    break
+        for item_id, (k, _ts, body) in self._items.items():
+            if upto is not None and item_id > upto:
+                break
+            if k == code and item_id > after:
                 out.append(Item(item_id, body))
-                size += len(body)
                 if len(out) >= limit:
                     break
-            if out:
-                self._cursor[code] = out[-1].id
         return out
 
-    def ack(self, ids: Sequence[int]) -> None:
-        with self._lock:
-            self._acks.extend(ids)
-
-    def rewind(self) -> None:
-        with self._lock:
-            self._cursor = {kind: 0 for kind in KINDS.values()}
+    def _max_id(self, code: int) -> int:
+        return max((i for i, entry in self._items.items() if entry[0] == code), default=0)
 
     def stats(self) -> BufferStats:
         with self._lock:
@@ -153,47 +246,47 @@ CREATE INDEX IF NOT EXISTS items_kind_id ON items (kind, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
-SEQ_BLOCK = 10_000
+SEQ_BLOCK = 10_000  # sequence numbers reserved per write of the ceiling
 
 
-class SqliteBuffer:
-    """SQLite in WAL mode; one transaction per ``commit``."""
+class SqliteBuffer(_BufferBase):
+    """SQLite in WAL mode, ``synchronous=FULL``; one transaction (one fsync) per ``commit``."""
 
     def __init__(
         self, path: Path, max_items: int | None = None, max_bytes: int | None = None
     ) -> None:
+        super().__init__(max_items, max_bytes)
         self.path = path
-        self._limits = _Limits(max_items, max_bytes)
-        self._pending: list[tuple[int, int, bytes]] = []
-        self._acks: list[int] = []
-        self._cursor = {kind: 0 for kind in KINDS.values()}
-        self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.moved_aside: Path | None = None
         self._db = self._open()
         self._depth, self._bytes = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM items"
         ).fetchone()
         self._bytes += self._depth * ROW_OVERHEAD
         self._dropped = self._meta("dropped")
-        self._seq_ceiling = self._meta("seq_ceiling")
-        self._seq = self._seq_ceiling
+        self._seq = self._meta("seq_ceiling")
+        self._seq_ceiling = self._seq
         self._new_seq_block()
 
     def _open(self) -> sqlite3.Connection:
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.error(
-                "buffer %s is unreadable (%s): moved aside to %s, starting a fresh buffer",
-                self.path,
-                exc,
-                aside,
-            )
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
             for suffix in ("", "-wal", "-shm"):
                 src = Path(f"{self.path}{suffix}")
                 if src.exists():
                     src.rename(Path(f"{aside}{suffix}"))
+            log.error(
+                "buffer %s is unreadable (%s): moved it aside to %s and started a fresh "
+                "buffer; readings still in the old file were not sent",
+                self.path,
+                exc,
+                aside,
+            )
+            self.moved_aside = aside
             return self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -201,6 +294,7 @@ class SqliteBuffer:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA journal_size_limit=8388608")
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")
@@ -221,11 +315,6 @@ class SqliteBuffer:
             (self._seq_ceiling,),
         )
 
-    def add(self, kind: str, ts: int, bodies: Sequence[bytes]) -> None:
-        code = KINDS[kind]
-        with self._lock:
-            self._pending.extend((code, ts, body) for body in bodies)
-
     def commit(self) -> None:
         with self._lock:
             if not self._pending and not self._acks:
@@ -235,19 +324,16 @@ class SqliteBuffer:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if acks:
-                    freed = 0
-                    for chunk in _chunks(acks, 500):
-                        marks = ",".join("?" * len(chunk))
-                        rows = db.execute(
-                            f"SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM items "
-                            f"WHERE id IN ({marks})",
-                            chunk,
-                        ).fetchone()
-                        db.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
-                        self._depth -= rows[0]
-                        freed += rows[1] + rows[0] * ROW_OVERHEAD
-                    self._bytes -= freed
+                for chunk in _chunks(sorted(acks), 500):
+                    marks = ",".join("?" * len(chunk))
+                    count, size = db.execute(
+                        f"SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM items "
+                        f"WHERE id IN ({marks})",
+                        chunk,
+                    ).fetchone()
+                    db.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
+                    self._depth -= count
+                    self._bytes -= size + count * ROW_OVERHEAD
                 if pending:
                     db.executemany("INSERT INTO items (kind, ts, body) VALUES (?, ?, ?)", pending)
                     self._depth += len(pending)
@@ -259,12 +345,18 @@ class SqliteBuffer:
                 db.execute("ROLLBACK")
                 self._pending = pending + self._pending
                 self._acks = acks + self._acks
+                self._depth, self._bytes = db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM items"
+                ).fetchone()
+                self._bytes += self._depth * ROW_OVERHEAD
                 raise
 
     def _drop_oldest(self) -> None:
         dropped = 0
         while self._limits.over(self._depth, self._bytes) and self._depth > 0:
             excess = max(self._depth // 100, 100)
+            if self._limits.max_items is not None:
+                excess = min(excess, max(self._depth - self._limits.max_items, 1))
             rows = self._db.execute(
                 "SELECT id, LENGTH(body) FROM items ORDER BY id LIMIT ?", (excess,)
             ).fetchall()
@@ -274,37 +366,29 @@ class SqliteBuffer:
             self._depth -= len(rows)
             self._bytes -= sum(size + ROW_OVERHEAD for _, size in rows)
             dropped += len(rows)
-        self._dropped += dropped
         self._db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped', ?)", (self._dropped,)
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped', ?)",
+            (self._dropped + dropped,),
         )
-        log.warning("buffer full: dropped the %d oldest items (%d in all)", dropped, self._dropped)
+        self._note_dropped(dropped)
 
-    def take(self, kind: str, limit: int, max_bytes: int) -> list[Item]:
-        code = KINDS[kind]
-        with self._lock:
+    def _fetch(self, code: int, after: int, upto: int | None, limit: int) -> list[Item]:
+        if upto is None:
             rows = self._db.execute(
                 "SELECT id, body FROM items WHERE kind = ? AND id > ? ORDER BY id LIMIT ?",
-                (code, self._cursor[code], limit),
+                (code, after, limit),
             ).fetchall()
-            out: list[Item] = []
-            size = 0
-            for item_id, body in rows:
-                if out and size + len(body) > max_bytes:
-                    break
-                out.append(Item(item_id, bytes(body)))
-                size += len(body)
-            if out:
-                self._cursor[code] = out[-1].id
-            return out
+        else:
+            rows = self._db.execute(
+                "SELECT id, body FROM items WHERE kind = ? AND id > ? AND id <= ? "
+                "ORDER BY id LIMIT ?",
+                (code, after, upto, limit),
+            ).fetchall()
+        return [Item(item_id, bytes(body)) for item_id, body in rows]
 
-    def ack(self, ids: Sequence[int]) -> None:
-        with self._lock:
-            self._acks.extend(ids)
-
-    def rewind(self) -> None:
-        with self._lock:
-            self._cursor = {kind: 0 for kind in KINDS.values()}
+    def _max_id(self, code: int) -> int:
+        row = self._db.execute("SELECT MAX(id) FROM items WHERE kind = ?", (code,)).fetchone()
+        return int(row[0] or 0)
 
     def stats(self) -> BufferStats:
         with self._lock:

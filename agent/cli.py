@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,7 +22,9 @@ DEFAULT_CONFIG = Path("/etc/pantau/agent.yaml")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pantau-agent",
-        description="Pantau gateway agent: reads field devices, buffers on disk, publishes over MQTT.",
+        description=(
+            "Pantau gateway agent: reads field devices, buffers on disk, publishes over MQTT."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"pantau-agent {wire.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -49,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # under systemd (JOURNAL_STREAM set) journald stamps the time itself
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(level=logging.INFO, format=stamp + "%(levelname)s %(name)s: %(message)s")
     if args.command == "receipts":
         from agent.receipts import print_receipts
 
@@ -68,15 +71,23 @@ def main(argv: list[str] | None = None) -> int:
         return check(config, devices, offline=args.offline)
     if args.command == "poll":
         return poll(devices, args.device)
-    return run(config, devices)
+    return run(config, devices, args.config)
 
 
-def run(config: AgentConfig, devices: list[Device]) -> int:
+def run(config: AgentConfig, devices: list[Device], config_path: Path | None = None) -> int:
+    """Run until SIGTERM/SIGINT; then commit the buffer, publish the death, exit 0."""
+    import sqlite3
+
     from agent.app import Agent
     from agent.buffer import open_buffer
+    from agent.sdnotify import Notifier
 
-    buffer = open_buffer(config.buffer.path, config.buffer.max_mb, config.buffer.max_readings)
-    agent = Agent(config, devices, buffer)
+    try:
+        buffer = open_buffer(config.buffer.path, config.buffer.max_mb, config.buffer.max_readings)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: buffer.path: cannot open {config.buffer.path}: {exc}", file=sys.stderr)
+        return 1
+    agent = Agent(config, devices, buffer, config_path=config_path, notifier=Notifier())
 
     async def _main() -> None:
         stop = asyncio.Event()
@@ -93,11 +104,14 @@ def check(config: AgentConfig, devices: list[Device], offline: bool = False) -> 
     problems: list[str] = []
     print(f"config ok: gateway {config.gateway.id} at site {config.gateway.site}")
     for device in devices:
-        print(f"device ok: {device.id} ({device.config.profile}, every {device.config.interval:g}s)")
+        every = f"every {device.config.interval:g}s"
+        print(f"device ok: {device.id} ({device.config.profile}, {every})")
     try:
         config.mqtt.secret()
     except OSError as exc:
-        problems.append(f"mqtt.password_file: cannot read {config.mqtt.password_file}: {exc.strerror}")
+        problems.append(
+            f"mqtt.password_file: cannot read {config.mqtt.password_file}: {exc.strerror}"
+        )
     if not problems and not offline:
         from agent.probe import probe_broker
 

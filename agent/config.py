@@ -1,5 +1,6 @@
 """agent.yaml: the gateway's settings, validated. Built in ``main()``, passed down."""
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -76,7 +77,7 @@ class MqttSection(_Section):
     window: int = Field(default=64, ge=1, le=1000)  # QoS 1 messages in flight
     batch_size: int = Field(default=500, ge=1, le=2000)  # readings per telemetry message
     reconnect_min: Duration = 1.0
-    reconnect_max: Duration = 60.0
+    reconnect_max: Duration = 60.0  # backoff doubles up to this, with jitter
 
     @field_validator("url")
     @classmethod
@@ -99,6 +100,10 @@ class MqttSection(_Section):
     def _one_password(self) -> "MqttSection":
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must be at least reconnect_min")
+        if self.reconnect_min <= 0:
+            raise ValueError("reconnect_min must be more than 0")
         return self
 
     @property
@@ -127,7 +132,14 @@ class BufferSection(_Section):
     path: Path = Path("/var/lib/pantau/buffer.db")
     max_mb: float = Field(default=256.0, gt=0)
     max_readings: int | None = Field(default=None, gt=0)
-    commit_interval: Duration = 1.0
+    commit_interval: Duration = 1.0  # group commit: at most one fsync per interval
+
+    @field_validator("commit_interval")
+    @classmethod
+    def _commit_interval(cls, value: float) -> float:
+        if not 0.01 <= value <= 60:
+            raise ValueError("commit_interval must be between 10ms and 60s")
+        return value
 
     @field_validator("path")
     @classmethod
@@ -137,6 +149,13 @@ class BufferSection(_Section):
 
 class HealthSection(_Section):
     interval: Duration = 60.0
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value < 0.1:
+            raise ValueError("interval must be at least 100ms")
+        return value
 
 
 class LogSection(_Section):
@@ -202,10 +221,32 @@ def load_config(path: Path) -> AgentConfig:
     return load_model(AgentConfig, path)
 
 
+SECRET_KEY = re.compile(
+    r"password|passwd|passphrase|secret|token|key|community|credential|^auth|^priv", re.I
+)
+REDACTED = "**redacted**"
+
+
+def redact(value: Any) -> Any:
+    """``value`` with every secret-looking key's value replaced, at any depth; passwords
+    in URLs (``mqtt://user:pw@host``) are masked too."""
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if v is not None and SECRET_KEY.search(str(k)) else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        parts = urlsplit(value)
+        if parts.password:
+            return value.replace(f":{parts.password}@", f":{REDACTED}@", 1)
+    return value
+
+
 def redacted(config: AgentConfig) -> dict[str, Any]:
-    """The config as a dict with every secret replaced, for ``get-config`` and logs."""
-    data = config.model_dump(mode="json")
-    mqtt = data.get("mqtt", {})
-    if mqtt.get("password") is not None:
-        mqtt["password"] = "**redacted**"
-    return data
+    """The config as a dict with every secret replaced, for ``get-config`` and logs:
+    any key named like password/secret/token/key/community/auth*/priv*, at any depth
+    (devices' ``connection`` included)."""
+    result: dict[str, Any] = redact(config.model_dump(mode="json"))
+    return result

@@ -1,15 +1,22 @@
 """The agent's MQTT session: paho-mqtt 2.x underneath, asyncio on top.
 
 paho keeps every QoS 1 message it has accepted until the broker's PUBACK, and
-sends it again after a reconnect; ``on_acked`` is called (in the event loop)
-with the message's token once the PUBACK arrives. The caller bounds how many
-messages are in flight (``mqtt.window``), far below paho's 65,535 message ids.
+sends it again after a reconnect (with the DUP flag); ``on_acked`` is called (in
+the event loop) with the message's token once the PUBACK arrives. The caller
+bounds how many messages are in flight (``mqtt.window``), far below paho's
+65,535 message ids, so a wrapped id never meets a message still held.
+
+We own the reconnect loop (one network thread): after a lost or refused
+connection it waits ``backoff_delay`` — exponential from ``mqtt.reconnect_min``
+to ``mqtt.reconnect_max`` with jitter, so a city's gateways coming back after a
+broker restart do not all knock at once — then reconnects.
 """
 
 import asyncio
 import logging
 import random
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,25 +28,56 @@ from agent.config import MqttSection
 log = logging.getLogger(__name__)
 
 
+def backoff_delay(
+    attempt: int, low: float, high: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0-based): ``low·2^attempt`` capped at
+    ``high``, then scaled into its upper half at random ("equal jitter")."""
+    cap = min(high, low * 2 ** min(attempt, 30))
+    return cap / 2 + rand() * cap / 2
+
+
+def configure_tls(client: paho.Client, config: MqttSection) -> None:
+    """TLS from ``mqtt.tls`` (CA file, optional client certificate) on an ``mqtts://`` URL."""
+    if not config.use_tls:
+        return
+    tls = config.tls
+    client.tls_set(
+        ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+        certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+        keyfile=str(tls.key_file) if tls and tls.key_file else None,
+        cert_reqs=ssl.CERT_REQUIRED,
+        tls_version=ssl.PROTOCOL_TLS_CLIENT,
+    )
+    if tls and tls.insecure:
+        client.tls_insecure_set(True)
+
+
 class MqttSession:
     def __init__(
         self,
         config: MqttSection,
         client_id: str,
         loop: asyncio.AbstractEventLoop,
+        *,
         will: tuple[str, bytes],
         on_connect: Callable[[], None],
         on_acked: Callable[[Any], None],
         on_command: Callable[[str, bytes], None] | None = None,
+        command_topic: str | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
         self.connected = asyncio.Event()
+        self.connects = 0  # successful connections so far
         self._on_connect = on_connect
         self._on_acked = on_acked
         self._on_command = on_command
+        self._command_topic = command_topic
         self._tokens: dict[int, Any] = {}
-        self._was_connected = False
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._attempt = 0
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -48,88 +86,109 @@ class MqttSession:
         )
         if config.username:
             client.username_pw_set(config.username, config.secret())
-        if config.use_tls:
-            tls = config.tls
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls and tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls and tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            if tls and tls.insecure:
-                client.tls_insecure_set(True)
+        configure_tls(client, config)
         client.will_set(will[0], will[1], qos=1, retain=True)
         client.max_inflight_messages_set(config.window)
         client.max_queued_messages_set(0)
-        self._jitter_backoff(client)
         client.on_connect = self._connected
         client.on_disconnect = self._disconnected
         client.on_publish = self._published
         client.on_message = self._message
         self.client = client
 
-    def _jitter_backoff(self, client: paho.Client) -> None:
-        low = self.config.reconnect_min
-        client.reconnect_delay_set(
-            min_delay=max(1, round(random.uniform(low, low * 2))),
-            max_delay=max(1, round(self.config.reconnect_max * random.uniform(0.8, 1.0))),
-        )
+    # lifecycle
 
     def start(self) -> None:
-        self.client.connect_async(self.config.host, self.config.port, round(self.config.keepalive))
-        self.client.loop_start()
+        self._thread = threading.Thread(target=self._network, name="mqtt", daemon=True)
+        self._thread.start()
 
-    async def stop(self, last_words: tuple[str, bytes] | None = None, timeout: float = 5) -> None:
+    def _network(self) -> None:
+        client = self.client
+        first = True
+        while not self._closing.is_set():
+            try:
+                if first:
+                    client.connect(self.config.host, self.config.port, round(self.config.keepalive))
+                else:
+                    client.reconnect()
+                first = False
+                rc = paho.MQTT_ERR_SUCCESS
+                while rc == paho.MQTT_ERR_SUCCESS and not self._closing.is_set():
+                    rc = client.loop(timeout=0.5)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                if self._attempt == 0 or log.isEnabledFor(logging.DEBUG):
+                    log.warning("cannot connect to %s: %s", self.config.url, exc)
+            except Exception:  # never let the network thread die
+                log.exception("MQTT network loop failed")
+            if self._closing.is_set():
+                break
+            delay = backoff_delay(
+                self._attempt, self.config.reconnect_min, self.config.reconnect_max
+            )
+            self._attempt += 1
+            log.debug("reconnecting to %s in %.1fs", self.config.url, delay)
+            self._closing.wait(delay)
+
+    async def stop(self, last_words: tuple[str, bytes] | None = None, wait: float = 5) -> None:
+        """Publish ``last_words`` (retained) if connected, disconnect cleanly, end the thread."""
         if last_words is not None and self.connected.is_set():
             info = self.client.publish(last_words[0], last_words[1], qos=1, retain=True)
             try:
-                await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, timeout), timeout)
-            except (TimeoutError, RuntimeError, ValueError):
+                await asyncio.to_thread(info.wait_for_publish, wait)
+            except (RuntimeError, ValueError):
                 pass
+        self._closing.set()
         self.client.disconnect()
-        await asyncio.to_thread(self.client.loop_stop)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, wait)
 
-    def publish(self, topic: str, payload: bytes, token: Any = None, retain: bool = False) -> int:
-        """Hand a QoS 1 message to paho; ``on_acked(token)`` follows its PUBACK."""
+    def publish(self, topic: str, payload: bytes, token: Any = None, retain: bool = False) -> bool:
+        """Hand a QoS 1 message to paho; ``on_acked(token)`` follows its PUBACK.
+
+        False when paho refused it (its message id is still held): try again later.
+        """
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-            raise RuntimeError(f"publish refused by paho: {paho.error_string(info.rc)}")
+            log.warning("paho refused a message: %s", paho.error_string(info.rc))
+            return False
         if token is not None:
             self._tokens[info.mid] = token
-        return info.mid
+        return True
 
     @property
     def in_flight(self) -> int:
+        """Messages with a token handed to paho and not yet acknowledged."""
         return len(self._tokens)
 
-    # paho callbacks: run in paho's thread, hand over to the event loop
+    # paho callbacks: run in the network thread, hand over to the event loop
 
-    def _connected(self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _connected(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
         if rc.is_failure:
             log.warning("broker %s refused the connection: %s", self.config.url, rc)
             return
+        self._attempt = 0
         log.info("connected to %s", self.config.url)
-        self._was_connected = True
-        if self._on_command is not None:
-            client.subscribe(f"{self._command_topic}", qos=1)
+        if self._command_topic is not None:
+            client.subscribe(self._command_topic, qos=1)
         self.loop.call_soon_threadsafe(self._set_connected)
 
-    _command_topic = ""
-
-    def subscribe_commands(self, topic: str) -> None:
-        self._command_topic = topic
-
     def _set_connected(self) -> None:
+        self.connects += 1
         self.connected.set()
         self._on_connect()
 
     def _disconnected(
         self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any
     ) -> None:
-        if self._was_connected:
-            log.warning("disconnected from %s: %s; will reconnect", self.config.url, rc)
-            self._was_connected = False
-        self._jitter_backoff(client)
+        if not self._closing.is_set():
+            log.warning(
+                "disconnected from %s: %s; %d messages held for re-sending",
+                self.config.url,
+                rc,
+                len(self._tokens),
+            )
         self.loop.call_soon_threadsafe(self.connected.clear)
 
     def _published(self, client: paho.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
@@ -142,4 +201,4 @@ class MqttSession:
 
     def _message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if self._on_command is not None:
-            self.loop.call_soon_threadsafe(self._on_command, message.topic, message.payload)
+            self.loop.call_soon_threadsafe(self._on_command, message.topic, bytes(message.payload))

@@ -173,7 +173,7 @@ class InfluxDB(Service):
             f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
             "  max-body-size = 0\n"
             "[monitor]\n  store-enabled = false\n"
-            "[logging]\n  level = \"warn\"\n"
+            '[logging]\n  level = "warn"\n'
             "[continuous_queries]\n  enabled = false\n"
         )
         self._spawn([binary, "-config", str(conf)], "influxd")
@@ -184,7 +184,9 @@ class InfluxDB(Service):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise ServiceError(f"influxd exited with {self.proc.returncode}; see {self.log_path}")
+                raise ServiceError(
+                    f"influxd exited with {self.proc.returncode}; see {self.log_path}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
                     if resp.status == 204:
