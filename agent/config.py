@@ -1,6 +1,5 @@
 """agent.yaml: the gateway's settings, validated. Built in ``main()``, passed down."""
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -17,7 +16,7 @@ from pydantic import (
 )
 
 from wire import Duration, gateway_id_ok
-from wire.configfile import load_model
+from wire.configfile import SECRET_KEY, load_model
 
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
@@ -221,9 +220,6 @@ def load_config(path: Path) -> AgentConfig:
     return load_model(AgentConfig, path)
 
 
-SECRET_KEY = re.compile(
-    r"password|passwd|passphrase|secret|token|key|community|credential|^auth|^priv", re.I
-)
 REDACTED = "**redacted**"
 
 

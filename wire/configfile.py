@@ -6,6 +6,7 @@ Environment variables ``PANTAU_<KEY>__<SUBKEY>`` override keys, e.g.
 """
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,11 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 ENV_PREFIX = "PANTAU_"
+
+SECRET_KEY = re.compile(
+    r"password|passwd|passphrase|secret|token|key|community|credential|^auth|^priv", re.I
+)
+"""Keys whose values are secrets: never shown in errors, logs or ``get-config``."""
 
 
 class ConfigError(Exception):
@@ -65,7 +71,7 @@ def validation_problems(source: str, exc: ValidationError, loc_prefix: str = "")
         value = err.get("input")
         shown = ""
         if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, dict | list):
-            if "password" in loc or "secret" in loc or "token" in loc:
+            if any(SECRET_KEY.search(str(part)) for part in err["loc"]):
                 shown = " (value hidden)"
             elif value is not None:
                 shown = f" (got {value!r})"

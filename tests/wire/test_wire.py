@@ -167,3 +167,21 @@ def test_secret_values_are_not_echoed(tmp_path):
         load_model(_Conf, path, environ={})
     assert "mqtt.password" in str(exc.value)
     assert "987654321" not in str(exc.value)
+
+
+@pytest.mark.parametrize("key", ["password", "community", "auth_key", "priv_key", "token_file"])
+def test_any_secret_looking_key_hides_its_value(tmp_path, key):
+    class _Secretive(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        password: str | None = None
+        community: str | None = None
+        auth_key: str | None = None
+        priv_key: str | None = None
+        token_file: str | None = None
+
+    path = tmp_path / "x.yaml"
+    path.write_text(f"{key}: 987654321\n")
+    with pytest.raises(ConfigError) as exc:
+        load_model(_Secretive, path, environ={})
+    assert f"{key}: Input should be a valid string (value hidden)" in str(exc.value)
+    assert "987654321" not in str(exc.value)
