@@ -294,7 +294,9 @@ class SqliteBuffer(_BufferBase):
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA journal_size_limit=8388608")
+            # checkpoint every ~16 MiB of WAL: fewer fsyncs on an SD card
+            db.execute("PRAGMA wal_autocheckpoint=4096")
+            db.execute("PRAGMA journal_size_limit=33554432")
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {check}")

@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("receipts", help="parse a captured POS→printer byte stream into receipts")
     p.add_argument("--profile", default="tapping-box/escpos-generic", help="%(default)s")
     p.add_argument("--profiles-dir", type=Path, default=None)
+    p.add_argument("--text", action="store_true", help="include each receipt's decoded text")
     p.add_argument("file", type=Path, help="captured bytes ('-' for standard input)")
     return parser
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "receipts":
         from agent.receipts import print_receipts
 
-        return print_receipts(args.file, args.profile, args.profiles_dir)
+        return print_receipts(args.file, args.profile, args.profiles_dir, show_text=args.text)
     try:
         config = load_config(args.config)
         devices = build_devices(config, str(args.config))
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(config.log.level)
+    # the poller logs a failing device once; pymodbus would log every failed poll
+    logging.getLogger("pymodbus").setLevel(logging.ERROR)
     if args.command == "check":
         return check(config, devices, offline=args.offline)
     if args.command == "poll":
