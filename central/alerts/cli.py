@@ -1,0 +1,55 @@
+"""``pantau-central webhook test`` and ``pantau-central rules check``: exit codes, no
+config file needed."""
+
+import argparse
+import sys
+import time
+
+import httpx
+
+import wire
+from central.alerts import payload
+from central.alerts.rules import load_rules
+from central.alerts.signing import HEADER, sign
+from wire.configfile import ConfigError
+
+
+def webhook_test(args: argparse.Namespace) -> int:
+    """Send a signed sample alert to ``--url``; 0 when the recipient answers 2xx."""
+    now = time.time()
+    body = payload.encode(payload.sample(args.status, now))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"pantau-central/{wire.__version__}",
+        HEADER: sign(args.secret, body, int(now)),
+        "X-Pantau-Delivery": "test",
+        "X-Pantau-Event": args.status,
+    }
+    try:
+        response = httpx.post(args.url, content=body, headers=headers, timeout=10.0)
+    except httpx.InvalidURL as exc:
+        print(f"error: bad URL {args.url!r}: {exc}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:
+        print(f"error: could not deliver to {args.url}: {exc}", file=sys.stderr)
+        return 1
+    text = response.text[:300]
+    if 200 <= response.status_code < 300:
+        print(f"delivered: {args.url} answered {response.status_code}")
+        return 0
+    print(f"error: {args.url} answered {response.status_code}: {text}", file=sys.stderr)
+    return 1
+
+
+def rules_check(args: argparse.Namespace) -> int:
+    """Validate a rules file; 0 when it loads, 1 (listing every problem) when not."""
+    try:
+        rules = load_rules(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    for rule in rules.rules:
+        print(f"ok: {rule.name} ({rule.kind}, {rule.severity})")
+    print(f"{args.file}: {len(rules.rules)} rule(s)")
+    return 0

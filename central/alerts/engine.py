@@ -1,0 +1,586 @@
+"""Rule evaluation: pure logic over an injected clock, no I/O.
+
+The service feeds the engine what ingest sees (readings, births and deaths, any
+message from a gateway) and, now and then, the registry's inventory; ``tick()``
+runs the time-driven checks (``for``, ``stale``, ``offline``, ``quality``). Every
+call returns the transitions it caused: an alert starts firing, a ``levels``
+alert changes level, an alert resolves. Times are the engine clock's (arrival
+time), except a ``rate`` window, which is measured in sample times.
+
+One alert per (rule, subject); the subject is a gateway (``offline``), a device
+(``stale``, ``quality``) or a device's metric (``threshold``, ``levels``, ``rate``).
+"""
+
+import hashlib
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from central.alerts.matching import Where, matches
+from central.alerts.rules import (
+    LevelsRule,
+    OfflineRule,
+    QualityRule,
+    RateRule,
+    Rule,
+    RuleSet,
+    StaleRule,
+    ThresholdRule,
+)
+from central.alerts.templates import render, show
+from wire import Reading, format_duration
+
+log = logging.getLogger(__name__)
+
+Change = Literal["firing", "changed", "resolved"]
+
+
+@dataclass(frozen=True)
+class Subject:
+    gateway: str
+    device: str | None = None
+    metric: str | None = None
+
+
+@dataclass
+class Transition:
+    change: Change
+    rule: str
+    subject: Subject
+    fingerprint: str
+    at: float
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    value: Any = None
+    level: str | None = None
+
+
+@dataclass
+class GatewayFacts:
+    site: str | None = None
+    last_heard: float | None = None  # any message, or the registry's last_seen
+    dead_since: float | None = None  # a death message not followed by any message
+    reason: str | None = None
+    registered: float | None = None  # registered (provisioned) but maybe never seen
+
+
+@dataclass
+class AlertState:
+    rule: str
+    subject: Subject
+    firing: bool = False
+    since: float | None = None  # firing since / pending since
+    pending: bool = False
+    pending_since: float | None = None  # levels: rising since
+    value: Any = None
+    level: int = -1  # levels: the level notified last (-1: normal)
+    target: int = -1  # levels: the level pending for ``for``
+    last_seen: float | None = None  # stale
+    bad: dict[str, float] = field(default_factory=dict)  # quality: metric → bad since
+    error: str | None = None
+    points: deque[tuple[float, float]] = field(default_factory=deque)  # rate: (ts, value)
+    change: float | None = None
+
+
+def fingerprint(rule: str, subject: Subject) -> str:
+    key = "\x1f".join((rule, subject.gateway, subject.device or "", subject.metric or ""))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _number(value: Any) -> float | None:
+    """Numbers, and booleans as 1 / 0 (``mains_ok: true``); anything else is skipped."""
+    if not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+class Engine:
+    def __init__(
+        self,
+        rules: RuleSet,
+        now: Callable[[], float],
+        timezone_of: Callable[[str | None], ZoneInfo],
+        max_reading_age: float = 600.0,
+    ) -> None:
+        self.rules = rules
+        self.now = now
+        self.timezone_of = timezone_of
+        self.max_reading_age = max_reading_age
+        self.started = now()
+        self.gateways: dict[str, GatewayFacts] = {}
+        self.profiles: dict[tuple[str, str], str] = {}
+        self.states: dict[tuple[str, Subject], AlertState] = {}
+        self._cache: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
+
+    # rules
+
+    def set_rules(self, rules: RuleSet) -> list[Transition]:
+        """Swap the rules; alerts of rules removed (or changed kind) resolve."""
+        old = self.rules
+        self.rules = rules
+        self._cache.clear()
+        out = []
+        for key, state in list(self.states.items()):
+            rule = rules.by_name.get(state.rule)
+            before = old.by_name.get(state.rule)
+            gone = rule is None or (before is not None and before.kind != rule.kind)
+            if not gone and rule is not None and not self._still_matches(rule, state.subject):
+                gone = True
+            if not gone and isinstance(rule, LevelsRule):  # fewer levels than before
+                state.level = min(state.level, len(rule.levels) - 1)
+                state.pending, state.target = False, -1
+            if gone:
+                if state.firing and before is not None:
+                    out.append(self._transition("resolved", before, state))
+                elif state.firing:
+                    out.append(self._resolved_unknown(state))
+                del self.states[key]
+        return out
+
+    def _still_matches(self, rule: Rule, subject: Subject) -> bool:
+        where = self._where(subject.gateway, subject.device, subject.metric)
+        return matches(rule.match, where, ignore_metric=subject.metric is None)
+
+    # what central hears
+
+    def heard(self, gateway: str, site: str | None) -> list[Transition]:
+        """Any accepted message from ``gateway``."""
+        facts = self._facts(gateway, site)
+        facts.last_heard = self.now()
+        facts.dead_since = None
+        return self._check_offline(gateway)
+
+    def state(
+        self,
+        gateway: str,
+        site: str | None,
+        online: bool,
+        devices: Iterable[tuple[str, str]] = (),
+        reason: str | None = None,
+    ) -> list[Transition]:
+        """A birth (``online`` with (device, profile) pairs) or a death."""
+        now = self.now()
+        facts = self._facts(gateway, site)
+        if online:
+            facts.last_heard, facts.dead_since = now, None
+            for key in [k for k in self.profiles if k[0] == gateway]:
+                del self.profiles[key]
+            for device, profile in devices:
+                self.profiles[(gateway, device)] = profile
+            self._cache.clear()
+            for device, _ in devices:
+                self._known_device(gateway, device, now)
+        else:
+            facts.dead_since, facts.reason = now, reason
+        return self._check_offline(gateway)
+
+    def inventory(
+        self,
+        gateways: Iterable[dict[str, Any]],
+        devices: Iterable[tuple[str, str, str | None]] = (),
+    ) -> list[Transition]:
+        """The registry's view: gateway rows (id, site, status, last_seen, created) and
+        (gateway, device, profile) from births. Registered gateways count as known."""
+        now = self.now()
+        for row in gateways:
+            gateway = row["id"]
+            facts = self._facts(gateway, row.get("site"))
+            facts.registered = row.get("created") or facts.registered
+            seen = row.get("last_seen")
+            if seen is not None and (facts.last_heard is None or seen > facts.last_heard):
+                facts.last_heard = seen
+        changed = False
+        for gateway, device, profile in devices:
+            if profile and self.profiles.get((gateway, device)) != profile:
+                self.profiles[(gateway, device)] = profile
+                changed = True
+            self._known_device(gateway, device, now)
+        if changed:
+            self._cache.clear()
+        return []
+
+    def _facts(self, gateway: str, site: str | None) -> GatewayFacts:
+        facts = self.gateways.get(gateway)
+        if facts is None:
+            facts = self.gateways[gateway] = GatewayFacts(site=site)
+        elif site and facts.site != site:
+            facts.site = site
+            self._cache.clear()
+        return facts
+
+    def _known_device(self, gateway: str, device: str, now: float) -> None:
+        """A device we know of (from a birth): stale rules start watching it."""
+        where = self._where(gateway, device, None)
+        for rule in self.rules.rules:
+            if isinstance(rule, StaleRule) and matches(rule.match, where, ignore_metric=True):
+                state = self._state(rule, Subject(gateway, device))
+                if state.last_seen is None:
+                    state.last_seen = max(now, self.started)
+
+    def _where(self, gateway: str, device: str | None, metric: str | None) -> Where:
+        facts = self.gateways.get(gateway)
+        profile = self.profiles.get((gateway, device)) if device else None
+        return Where(gateway, device, facts.site if facts else None, profile, metric)
+
+    def _rules_for(self, gateway: str, device: str, metric: str) -> tuple[Rule, ...]:
+        key = (gateway, device, metric)
+        found = self._cache.get(key)
+        if found is None:
+            where = self._where(gateway, device, metric)
+            found = tuple(
+                r
+                for r in self.rules.rules
+                if not isinstance(r, OfflineRule) and matches(r.match, where)
+            )
+            self._cache[key] = found
+        return found
+
+    def _state(self, rule: Rule, subject: Subject) -> AlertState:
+        key = (rule.name, subject)
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = AlertState(rule.name, subject)
+        return state
+
+    # readings
+
+    def reading(self, gateway: str, site: str | None, r: Reading) -> list[Transition]:
+        """One reading of a telemetry message from ``gateway``."""
+        device, metric, quality = r.device, r.metric, r.quality
+        if site and (gateway not in self.gateways or self.gateways[gateway].site != site):
+            self._facts(gateway, site)
+        rules = self._rules_for(gateway, device, metric)
+        if not rules:
+            return []
+        now = self.now()
+        ts = r.ts / 1000.0
+        fresh = now - ts <= self.max_reading_age
+        number = _number(r.value) if quality == "good" else None
+        out: list[Transition] = []
+        for rule in rules:
+            if isinstance(rule, StaleRule):
+                state = self._state(rule, Subject(gateway, device))
+                state.last_seen = now
+                if state.firing:
+                    out.append(self._transition("resolved", rule, state))
+                continue
+            if not fresh:
+                continue
+            if isinstance(rule, QualityRule):
+                out += self._quality(
+                    rule, Subject(gateway, device), metric, quality=quality, error=r.error, now=now
+                )
+            elif number is None:
+                continue
+            elif isinstance(rule, ThresholdRule):
+                out += self._threshold(rule, Subject(gateway, device, metric), number, now)
+            elif isinstance(rule, LevelsRule):
+                out += self._levels(rule, Subject(gateway, device, metric), number, now)
+            elif isinstance(rule, RateRule):
+                out += self._rate(rule, Subject(gateway, device, metric), number, ts)
+        return out
+
+    def _threshold(
+        self, rule: ThresholdRule, subject: Subject, value: float, now: float
+    ) -> list[Transition]:
+        state = self._state(rule, subject)
+        state.value = value
+        if rule.above is not None:
+            beyond = value > rule.above
+            clear = value < rule.clear_below if rule.clear_below is not None else not beyond
+        else:
+            assert rule.below is not None
+            beyond = value < rule.below
+            clear = value > rule.clear_above if rule.clear_above is not None else not beyond
+        if state.firing:
+            if clear:
+                return [self._transition("resolved", rule, state)]
+            return []
+        if not beyond:
+            state.pending, state.since = False, None
+            return []
+        if not state.pending:
+            state.pending, state.since = True, now
+        if now - (state.since or now) >= rule.for_:
+            return [self._transition("firing", rule, state)]
+        return []
+
+    def _levels(
+        self, rule: LevelsRule, subject: Subject, value: float, now: float
+    ) -> list[Transition]:
+        state = self._state(rule, subject)
+        state.value = value
+        bands = list(rule.bands(subject.device or "").values())
+        target = -1
+        for i, line in enumerate(bands):
+            if value >= line:
+                target = i
+        if target > state.level:
+            if not state.pending:
+                state.pending, state.pending_since = True, now
+            state.target = target
+            if now - (state.pending_since or now) >= rule.for_:
+                return [self._set_level(rule, state, target)]
+            return []
+        state.pending, state.target = False, -1
+        level = state.level
+        while level >= 0 and value < bands[level] - rule.hysteresis:
+            level -= 1
+        if level < state.level:
+            return [self._set_level(rule, state, level)]
+        return []
+
+    def _set_level(self, rule: LevelsRule, state: AlertState, level: int) -> Transition:
+        state.pending, state.target = False, -1
+        was_firing = state.firing
+        if level < 0:  # resolved: its labels are those of the last level notified
+            resolved = self._transition("resolved", rule, state)
+            state.level = -1
+            return resolved
+        state.level = level
+        if not was_firing:
+            return self._transition("firing", rule, state)
+        return self._transition("changed", rule, state)
+
+    def _rate(self, rule: RateRule, subject: Subject, value: float, ts: float) -> list[Transition]:
+        state = self._state(rule, subject)
+        if state.points and ts <= state.points[-1][0]:
+            return []  # out of order or a redelivery
+        state.points.append((ts, value))
+        state.value = value
+        return self._rate_check(rule, state, ts)
+
+    def _rate_check(self, rule: RateRule, state: AlertState, upto: float) -> list[Transition]:
+        points = state.points
+        while points and points[0][0] < upto - rule.window:
+            points.popleft()
+        holds = False
+        if len(points) >= 2:
+            latest = points[-1][1]
+            values = [v for _, v in points]
+            up, down = latest - min(values), max(values) - latest
+            if rule.increase is not None and up >= rule.increase:
+                holds, state.change = True, up
+            elif rule.decrease is not None and down >= rule.decrease:
+                holds, state.change = True, -down
+        if holds and not state.firing:
+            return [self._transition("firing", rule, state)]
+        if not holds and state.firing:
+            return [self._transition("resolved", rule, state)]
+        return []
+
+    def _quality(
+        self,
+        rule: QualityRule,
+        subject: Subject,
+        metric: str,
+        *,
+        quality: str,
+        error: str | None,
+        now: float,
+    ) -> list[Transition]:
+        state = self._state(rule, subject)
+        if quality == "bad":
+            state.bad.setdefault(metric, now)
+            state.error = error or state.error
+        else:
+            state.bad.pop(metric, None)
+        return self._quality_check(rule, state, now)
+
+    def _quality_check(self, rule: QualityRule, state: AlertState, now: float) -> list[Transition]:
+        if state.bad:
+            since = min(state.bad.values())
+            if not state.firing and now - since >= rule.after:
+                return [self._transition("firing", rule, state)]
+            return []
+        state.error = None
+        if state.firing:
+            return [self._transition("resolved", rule, state)]
+        return []
+
+    # time
+
+    def tick(self) -> list[Transition]:
+        now = self.now()
+        out: list[Transition] = []
+        for offline in self.rules.rules:
+            if isinstance(offline, OfflineRule):
+                for gateway in list(self.gateways):
+                    out += self._offline(offline, gateway, now)
+        for state in list(self.states.values()):
+            rule = self.rules.by_name.get(state.rule)
+            if isinstance(rule, ThresholdRule):
+                if state.pending and not state.firing and now - (state.since or now) >= rule.for_:
+                    out.append(self._transition("firing", rule, state))
+            elif isinstance(rule, LevelsRule):
+                if state.pending and now - (state.pending_since or now) >= rule.for_:
+                    out.append(self._set_level(rule, state, state.target))
+            elif isinstance(rule, StaleRule):
+                out += self._stale(rule, state, now)
+            elif isinstance(rule, QualityRule):
+                out += self._quality_check(rule, state, now)
+            elif isinstance(rule, RateRule) and state.firing:
+                out += self._rate_check(rule, state, now)
+        return out
+
+    def _stale(self, rule: StaleRule, state: AlertState, now: float) -> list[Transition]:
+        if state.firing:
+            return []
+        since = state.last_seen if state.last_seen is not None else self.started
+        if rule.schedule is not None:
+            facts = self.gateways.get(state.subject.gateway)
+            tz = self.timezone_of(facts.site if facts else None)
+            if rule.schedule.timezone:
+                from central.alerts.schedule import zone
+
+                tz = zone(rule.schedule.timezone) or tz
+            opened = rule.schedule.window_start(now, tz)
+            if opened is None:
+                return []
+            since = max(since, opened)
+        if now - since >= rule.after:
+            return [self._transition("firing", rule, state)]
+        return []
+
+    def _check_offline(self, gateway: str) -> list[Transition]:
+        now = self.now()
+        out: list[Transition] = []
+        for rule in self.rules.rules:
+            if isinstance(rule, OfflineRule):
+                out += self._offline(rule, gateway, now)
+        return out
+
+    def _offline(self, rule: OfflineRule, gateway: str, now: float) -> list[Transition]:
+        facts = self.gateways[gateway]
+        if not matches(rule.match, Where(gateway, site=facts.site)):
+            return []
+        subject = Subject(gateway)
+        key = (rule.name, subject)
+        state = self.states.get(key)
+        reason = None
+        if facts.dead_since is not None:
+            if now - facts.dead_since >= rule.for_:
+                reason = f"the gateway said goodbye ({facts.reason or 'connection lost'})"
+        elif facts.last_heard is not None:
+            if now - facts.last_heard >= rule.after:
+                reason = f"no message for over {format_duration(rule.after)}"
+        elif now - max(min(facts.registered or now, now), self.started) >= rule.after:
+            reason = "registered but never seen"
+        if reason is not None:
+            if state is None or not state.firing:
+                state = self._state(rule, subject)
+                state.error = reason
+                state.last_seen = facts.last_heard
+                return [self._transition("firing", rule, state)]
+            return []
+        if state is not None and state.firing:
+            state.last_seen = facts.last_heard
+            return [self._transition("resolved", rule, state)]
+        return []
+
+    # incidents from before a restart
+
+    def restore(self, rule_name: str, subject: Subject, level: str | None, value: Any) -> bool:
+        """Mark an alert as already firing (an open incident from before a restart).
+        False when its rule is gone or no longer covers the subject."""
+        rule = self.rules.by_name.get(rule_name)
+        if rule is None or not self._still_matches(rule, subject):
+            return False
+        state = self._state(rule, subject)
+        state.firing, state.value = True, value
+        if isinstance(rule, LevelsRule):
+            names = list(rule.bands(subject.device or ""))
+            state.level = names.index(level) if level in names else 0
+        if isinstance(rule, StaleRule):
+            state.last_seen = None
+        return True
+
+    # building transitions
+
+    def _transition(self, change: Change, rule: Rule, state: AlertState) -> Transition:
+        now = self.now()
+        since = state.since
+        if change == "firing":
+            state.firing, state.pending, state.since = True, False, now
+            since = now
+        elif change == "resolved":
+            state.firing, state.pending, state.since = False, False, None
+        level = None
+        severity = rule.severity
+        threshold: float | None = None
+        if isinstance(rule, LevelsRule):
+            bands = rule.bands(state.subject.device or "")
+            if state.level >= 0:
+                level = list(bands)[state.level]
+                severity = rule.severity_of(level)
+                threshold = bands[level]
+        elif isinstance(rule, ThresholdRule):
+            threshold = rule.above if rule.above is not None else rule.below
+        subject = state.subject
+        facts = self.gateways.get(subject.gateway)
+        site = facts.site if facts else None
+        labels = {"alertname": rule.name, "severity": severity, "gateway": subject.gateway}
+        if site:
+            labels["site"] = site
+        if subject.device:
+            labels["device"] = subject.device
+        if subject.metric:
+            labels["metric"] = subject.metric
+        if level:
+            labels["level"] = level
+        labels.update(rule.labels)
+        fields: dict[str, Any] = {
+            "rule": rule.name,
+            "severity": severity,
+            "gateway": subject.gateway,
+            "site": site or "",
+            "device": subject.device or "",
+            "metric": subject.metric or "",
+            "profile": self.profiles.get((subject.gateway, subject.device or ""), ""),
+            "value": show(state.value),
+            "since": _iso(since),
+            "threshold": show(threshold),
+            "level": level or "",
+            "change": show(state.change),
+            "window": format_duration(getattr(rule, "window", 0.0)),
+            "after": format_duration(getattr(rule, "after", 0.0)),
+            "last_seen": _iso(state.last_seen),
+            "reason": state.error or "",
+            "error": state.error or "",
+        }
+        annotations = {k: render(t, fields) for k, t in rule.annotations.items()}
+        return Transition(
+            change=change,
+            rule=rule.name,
+            subject=subject,
+            fingerprint=fingerprint(rule.name, subject),
+            at=now,
+            labels=labels,
+            annotations=annotations,
+            value=state.value,
+            level=level,
+        )
+
+    def _resolved_unknown(self, state: AlertState) -> Transition:
+        state.firing = False
+        return Transition(
+            change="resolved",
+            rule=state.rule,
+            subject=state.subject,
+            fingerprint=fingerprint(state.rule, state.subject),
+            at=self.now(),
+            labels={},
+            annotations={},
+            value=state.value,
+        )
