@@ -26,6 +26,7 @@ def run_checks(config: CentralConfig, offline: bool = False) -> list[str]:
         probe.unlink()
     except OSError as exc:
         problems.append(f"data_dir: {config.data_dir} is not writable: {exc.strerror}")
+    problems += _check_alerts(config)
     if offline or problems:
         return problems
     error = probe_broker(config)
@@ -74,3 +75,25 @@ def probe_broker(config: CentralConfig, timeout: float = 5.0) -> str | None:
     client.disconnect()
     client.loop_stop()
     return result[0]
+
+
+def _check_alerts(config: CentralConfig) -> list[str]:
+    from central.alerts.rules import load_rules
+    from wire.configfile import ConfigError
+
+    problems: list[str] = []
+    if config.rules_file is not None:
+        try:
+            rules = load_rules(config.rules_file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        else:
+            print(f"rules ok: {len(rules.rules)} rules in {config.rules_file}")
+    for index, hook in enumerate(config.webhooks):
+        try:
+            hook.secret_value()
+        except OSError as exc:
+            problems.append(
+                f"webhooks[{index}] ({hook.name}).secret_file: cannot read: {exc.strerror}"
+            )
+    return problems

@@ -65,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "webhook":
+        from central.alerts.cli import webhook_test
+
+        return webhook_test(args)
+    if args.command == "rules":
+        from central.alerts.cli import rules_check
+
+        return rules_check(args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -103,7 +111,12 @@ def token_command(config: CentralConfig, args: argparse.Namespace) -> int:
 def run(config: CentralConfig) -> int:
     from central.service import Central, serve
 
-    central = Central(config)
+    try:
+        central = Central(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     asyncio.run(serve(central))
     return 0
 

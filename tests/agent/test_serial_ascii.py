@@ -132,8 +132,10 @@ def test_connection_rejects_relative_paths() -> None:
     section = DeviceSection(
         id="s", profile="river/ultrasonic-serial", connection={"port": "ttyUSB0"}
     )
-    with pytest.raises(ConfigError, match=r"devices\[0\] \(s\).*port: the serial device path"):
-        build_device(section, default_profiles_dir(), "agent.yaml: devices[0]")
+    with pytest.raises(
+        ConfigError, match=r"devices\[0\]\.connection\.port: the serial device path.*\[device s\]"
+    ):
+        build_device(section, default_profiles_dir(), "agent.yaml", 0)
 
 
 def test_close_during_a_read_returns_quickly(no_leaked_threads: None, pty_port: PtyPort) -> None:
