@@ -228,6 +228,7 @@ class AlertsSection(_Section):
     repeat_interval: Duration = 4 * 3600.0  # re-notify a still-firing incident
     webhook_expiry: Duration = 24 * 3600.0  # give up delivering after this long
     max_backoff: Duration = 300.0
+    max_reading_age: Duration = 600.0  # older readings (a backlog) don't drive alerts
 
 
 class CentralConfig(_Section):

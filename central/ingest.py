@@ -58,6 +58,26 @@ class Pending:
     received: float = field(default_factory=time.monotonic)
 
 
+class _RateLimitedLog:
+    """One warning per reject reason per ``every`` seconds, saying how many it held back:
+    a flood of bad payloads must not flood the log."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def warning(self, reason: str, topic: str, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(reason, -self.every) < self.every:
+            self._held[reason] = self._held.get(reason, 0) + 1
+            return
+        held = self._held.pop(reason, 0)
+        more = f" (and {held} more like it since the last report)" if held else ""
+        log.warning("rejected a message on %s: %s: %s%s", topic, reason, detail[:200], more)
+        self._last[reason] = now
+
+
 class Ingest:
     def __init__(
         self,
@@ -71,7 +91,7 @@ class Ingest:
         self.registry = registry
         self.writer = writer
         self.metrics = metrics
-        self.observers = observers or []
+        self.observers = observers if observers is not None else []
         self.encoder = Encoder(config.influx.measurement)
         self.connected = threading.Event()
         self.influx_ok = threading.Event()
@@ -84,6 +104,8 @@ class Ingest:
         self._threads: list[threading.Thread] = []
         self._database_ready = config.influx.api != "v1" or not config.influx.create_database
         self._influx_error_logged = False
+        self._write_failing = False
+        self._reject_log = _RateLimitedLog()
         self.client = self._make_client()
 
     # MQTT
@@ -110,6 +132,7 @@ class Ingest:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect_properties(self) -> Properties:
@@ -137,6 +160,15 @@ class Ingest:
             "resumed" if flags.session_present else "new",
         )
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.subscriptions()])
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, codes: Any, props: Any
+    ) -> None:
+        failed = [str(c) for c in codes if c.is_failure]
+        if failed:
+            log.error("broker refused our subscriptions: %s (check the broker's ACL)", failed)
+            return
+        log.info("subscribed to %s", ", ".join(self.subscriptions()))
         self.connected.set()
 
     def _on_disconnect(
@@ -206,7 +238,7 @@ class Ingest:
         self, topic: str, gateway: str | None, reason: str, detail: str, payload: bytes
     ) -> None:
         self.metrics.reject(reason)
-        log.warning("rejected a message on %s: %s: %s", topic, reason, detail[:200])
+        self._reject_log.warning(reason, topic, detail)
         try:
             self.registry.dead_letter(topic, gateway, reason, detail, payload)
         except Exception:
@@ -285,6 +317,7 @@ class Ingest:
                         self._ack(item)
                     return
                 self.metrics.write_failed("retry")
+                self._write_failing = True
                 self._influx_failed(exc)
                 if self._stopping:
                     return  # unacknowledged: the broker sends it again after restart
@@ -297,6 +330,7 @@ class Ingest:
                 sum(i.events for i in batch),
                 time.monotonic() - started,
             )
+            self._write_failing = False
             self._influx_recovered()
             for item in batch:
                 self._ack(item)
@@ -312,12 +346,12 @@ class Ingest:
     def _influx_failed(self, exc: WriteError) -> None:
         self.influx_ok.clear()
         if not self._influx_error_logged:
-            log.error("%s; holding messages at the broker and retrying", exc)
+            log.error("%s; holding messages at the broker (unacknowledged) and retrying", exc)
             self._influx_error_logged = True
 
     def _influx_recovered(self) -> None:
         if self._influx_error_logged:
-            log.info("InfluxDB writes work again")
+            log.info("InfluxDB at %s answers again", self.config.influx.url)
             self._influx_error_logged = False
         self.influx_ok.set()
 
@@ -352,10 +386,27 @@ class Ingest:
         self.client.loop_stop()
         self.registry.flush()
 
+    def probe_influx(self) -> bool:
+        """Ping InfluxDB (housekeeping calls this every few seconds, and at start) so
+        ``/readyz`` tells the truth even while no message arrives."""
+        try:
+            self.writer.ping()
+        except WriteError as exc:
+            self._influx_failed(exc)
+            return False
+        if not self._write_failing:
+            self._influx_recovered()
+        return True
+
+    @property
+    def influx_up(self) -> bool:
+        return self.influx_ok.is_set() and not self._write_failing
+
+    @property
+    def overloaded(self) -> bool:
+        return self._points > self.config.influx.max_pending
+
     @property
     def ready(self) -> bool:
-        return (
-            self.connected.is_set()
-            and (self.influx_ok.is_set() or self._points == 0)
-            and not (self._influx_error_logged)
-        )
+        """Connected to the broker, InfluxDB answering and taking writes, not overloaded."""
+        return self.connected.is_set() and self.influx_up and not self.overloaded

@@ -1,27 +1,46 @@
-"""InfluxDB line protocol, formatted directly (influxdb-client's ``Point`` is ~18x slower).
+"""InfluxDB line protocol, formatted directly (influxdb-client's ``Point`` is much slower:
+see ``bench/lineprotocol.py``).
 
 Schema: one point per reading::
 
     readings,device=<d>,gateway=<g>,site=<s> <metric>=<float> <ts ms>
 
 Numbers are always written as floats, so a metric that is an integer in one
-reading and a float in the next never causes a field type conflict. Bad-quality
-readings go to ``reading_errors`` (tag ``metric``, string field ``error``);
-events to ``events`` (tag ``kind``, their scalar data as fields).
+reading and a float in the next never causes a field type conflict (integers
+beyond 2**53 lose precision). Booleans and strings are written as such.
+Bad-quality readings go to ``reading_errors`` (tag ``metric``, string field
+``error``); events to ``events`` (tag ``kind``, their scalar data as fields).
+
+Escaping, as InfluxDB 1.x parses it (checked against the real server by
+``tests/central/test_lineprotocol.py``):
+
+- tag keys, tag values and field keys: ``,`` ``=`` and space get a backslash;
+  other backslashes are literal. Line protocol has no way to write a newline in
+  a tag, nor a backslash right before a space, comma, equals sign or the end of a
+  name. Those are written so the line still parses, close to the original:
+  newlines become spaces, such a backslash is stored doubled (``a\\,b`` →
+  ``a\\\\,b``) and a trailing one becomes a space (``a\\`` → ``a ``). ``wire``
+  forbids control characters in device and metric names.
+- string field values: ``"`` and ``\\`` get a backslash; newlines are literal.
 """
 
 import json
 import math
+import re
 from typing import Any
 
 import wire
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r": " "})
 _MEAS_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " ", "\r": " "})
+_BACKSLASH_BEFORE_SPECIAL = re.compile(r"\\(?=[ ,=])")
+_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
 
 
 def escape_tag(text: str) -> str:
     """Tag keys, tag values and field keys: commas, equals signs and spaces escaped."""
+    if "\\" in text:
+        text = _BACKSLASH_BEFORE_SPECIAL.sub(r"\\\\", text)  # keeps the line parseable
     out = text.translate(_TAG_ESCAPES)
     if out.endswith("\\"):
         out += " "  # a trailing backslash would escape the separator
@@ -33,7 +52,7 @@ def escape_measurement(text: str) -> str:
 
 
 def quote_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return '"' + text.translate(_STRING_ESCAPES) + '"'
 
 
 def field_value(value: Any) -> str | None:
@@ -60,32 +79,57 @@ def tag_set(tags: dict[str, str | None]) -> str:
 
 
 class Encoder:
+    """Formats validated wire messages as lines. Holds small caches of escaped names
+    (device and metric names repeat in every batch); bounded, so a flood of new names
+    costs only the escaping."""
+
+    _CACHE_MAX = 50_000
+
     def __init__(self, measurement: str = "readings") -> None:
         self.measurement = escape_measurement(measurement)
         errors = "reading_errors" if measurement == "readings" else f"{measurement}_errors"
         self.errors = escape_measurement(errors)
         self.events = escape_measurement("events")
+        self._names: dict[str, str] = {}
+
+    def _escaped(self, name: str) -> str:
+        out = self._names.get(name)
+        if out is None:
+            if len(self._names) >= self._CACHE_MAX:
+                self._names.clear()
+            out = self._names[name] = escape_tag(name)
+        return out
 
     def telemetry(self, message: wire.Telemetry) -> list[str]:
-        lines = []
-        gateway, site = escape_tag(message.gateway), escape_tag(message.site or "")
-        base_tags = f"gateway={gateway}"
-        site_tag = f",site={site}" if site else ""
+        lines: list[str] = []
+        append = lines.append
+        esc = self._escaped
+        gateway = esc(message.gateway)
+        site = escape_tag(message.site) if message.site else ""
+        suffix = f",gateway={gateway},site={site} " if site else f",gateway={gateway} "
+        prefix = f"{self.measurement},device="
+        device_name = None
+        head = ""
         for r in message.readings:
-            device = escape_tag(r.device)
+            if r.device != device_name:
+                device_name = r.device
+                head = prefix + esc(device_name) + suffix
+            value = r.value
             if r.quality == "good":
-                value = field_value(r.value)
-                if value is not None:
-                    lines.append(
-                        f"{self.measurement},device={device},{base_tags}{site_tag} "
-                        f"{escape_tag(r.metric)}={value} {r.ts}"
-                    )
-                    continue
+                if value.__class__ is float:
+                    if value - value == 0.0:  # finite
+                        append(f"{head}{esc(r.metric)}={value!r} {r.ts}")
+                        continue
+                else:
+                    formatted = field_value(value)
+                    if formatted is not None:
+                        append(f"{head}{esc(r.metric)}={formatted} {r.ts}")
+                        continue
             error = r.error or ("no value" if r.quality == "good" else "bad quality")
-            metric = escape_tag(r.metric)
-            lines.append(
-                f"{self.errors},device={device},{base_tags},metric={metric}{site_tag} "
-                f"error={quote_string(error)} {r.ts}"
+            site_tag = f",site={site}" if site else ""
+            append(
+                f"{self.errors},device={esc(r.device)},gateway={gateway},"
+                f"metric={esc(r.metric)}{site_tag} error={quote_string(error)} {r.ts}"
             )
         return lines
 

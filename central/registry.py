@@ -3,6 +3,15 @@
 A gateway first heard on the broker is added at once; one added by provisioning
 shows as ``never-seen`` until it speaks. ``last_seen`` is kept in memory and
 written at most every few seconds, so telemetry doesn't cost a disk write.
+
+Sites carry an IANA time zone; the Indonesian aliases WIB, WITA and WIT are
+accepted on input and stored as Asia/Jakarta, Asia/Makassar and Asia/Jayapura.
+
+Exceptions::
+
+    RegistryError
+    ├── NotFound     no such site / gateway
+    └── Conflict     it exists already, or is still in use
 """
 
 import json
@@ -14,6 +23,38 @@ from pathlib import Path
 from typing import Any
 
 import wire
+
+DEFAULT_TIMEZONE = "Asia/Jakarta"
+TIMEZONE_ALIASES = {"WIB": "Asia/Jakarta", "WITA": "Asia/Makassar", "WIT": "Asia/Jayapura"}
+
+
+class RegistryError(Exception):
+    pass
+
+
+class NotFound(RegistryError):
+    pass
+
+
+class Conflict(RegistryError):
+    pass
+
+
+def normalize_timezone(value: str) -> str:
+    """WIB / WITA / WIT (any case) or an IANA name → the IANA name; ValueError otherwise."""
+    alias = TIMEZONE_ALIASES.get(value.strip().upper())
+    if alias:
+        return alias
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}: use WIB, WITA, WIT or an IANA name such as Asia/Jakarta"
+        ) from None
+    return value
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sites (
@@ -198,27 +239,145 @@ class Registry:
                 (self.dead_letters_max,),
             )
 
-    def dead_letters(self, limit: int = 100, reason: str | None = None) -> list[dict[str, Any]]:
+    def dead_letters(
+        self,
+        limit: int = 100,
+        reason: str | None = None,
+        gateway: str | None = None,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first; ``before`` (an id) pages back."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        for clause, value in (("reason = ?", reason), ("gateway = ?", gateway), ("id < ?", before)):
+            if value is not None:
+                clauses.append(clause)
+                args.append(value)
         sql = "SELECT * FROM dead_letters"
-        args: tuple[Any, ...] = ()
-        if reason:
-            sql += " WHERE reason = ?"
-            args = (reason,)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
         rows = self._exec(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        out = []
-        for row in rows:
-            item = dict(row)
-            payload = bytes(item.pop("payload"))
-            try:
-                item["payload"] = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                item["payload"] = None
-                item["payload_hex"] = payload[:4096].hex()
-            out.append(item)
-        return out
+        return [_letter(row) for row in rows]
 
-    def count_dead_letters(self) -> int:
-        return int(self._exec("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
+    def count_dead_letters(self, reason: str | None = None) -> int:
+        if reason:
+            row = self._exec("SELECT COUNT(*) FROM dead_letters WHERE reason = ?", (reason,))
+        else:
+            row = self._exec("SELECT COUNT(*) FROM dead_letters")
+        return int(row.fetchone()[0])
+
+    def get_dead_letter(self, letter_id: int) -> dict[str, Any] | None:
+        row = self._exec("SELECT * FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
+        return _letter(row) if row else None
+
+    # sites
+
+    def sites(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._exec("SELECT * FROM sites ORDER BY name").fetchall()]
+
+    def site(self, name: str) -> dict[str, Any] | None:
+        row = self._exec("SELECT * FROM sites WHERE name = ?", (name,)).fetchone()
+        return dict(row) if row else None
+
+    def site_timezone(self, site: str | None) -> str:
+        """The IANA time zone of ``site``; Asia/Jakarta (WIB) when unknown."""
+        if not site:
+            return DEFAULT_TIMEZONE
+        row = self._exec("SELECT timezone FROM sites WHERE name = ?", (site,)).fetchone()
+        return str(row[0]) if row else DEFAULT_TIMEZONE
+
+    def create_site(
+        self, name: str, timezone: str = DEFAULT_TIMEZONE, description: str | None = None
+    ) -> dict[str, Any]:
+        timezone = normalize_timezone(timezone)
+        try:
+            self._exec(
+                "INSERT INTO sites (name, timezone, description, created) VALUES (?, ?, ?, ?)",
+                (name, timezone, description, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"site {name!r} exists already") from None
+        return self.site(name) or {}
+
+    def update_site(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        changes = {k: v for k, v in changes.items() if k in ("timezone", "description")}
+        if "timezone" in changes:
+            changes["timezone"] = normalize_timezone(changes["timezone"])
+        with self._lock:
+            if self.site(name) is None:
+                raise NotFound(f"no site {name!r}")
+            if changes:
+                assignments = ", ".join(f"{k} = ?" for k in changes)
+                self._db.execute(
+                    f"UPDATE sites SET {assignments} WHERE name = ?", (*changes.values(), name)
+                )
+        return self.site(name) or {}
+
+    def delete_site(self, name: str) -> None:
+        with self._lock:
+            if self.site(name) is None:
+                raise NotFound(f"no site {name!r}")
+            used = self._db.execute("SELECT COUNT(*) FROM gateways WHERE site = ?", (name,))
+            count = int(used.fetchone()[0])
+            if count:
+                raise Conflict(f"site {name!r} still has {count} gateway(s)")
+            self._db.execute("DELETE FROM sites WHERE name = ?", (name,))
+
+    # gateways, as provisioning and operators manage them
+
+    def create_gateway(
+        self,
+        gateway_id: str,
+        *,
+        site: str | None = None,
+        name: str | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
+        timezone: str | None = None,
+    ) -> dict[str, Any]:
+        """A provisioned gateway: ``never-seen`` until it speaks. A site not yet in the
+        registry is added with ``timezone`` (default WIB)."""
+        if not wire.gateway_id_ok(gateway_id):
+            raise ValueError(f"invalid gateway id {gateway_id!r}")
+        if timezone is not None:
+            timezone = normalize_timezone(timezone)
+        with self._lock:
+            if site and self.site(site) is None:
+                self.create_site(site, timezone or DEFAULT_TIMEZONE)
+            try:
+                self._db.execute(
+                    "INSERT INTO gateways (id, site, name, lat, lon, status, provisioned, created) "
+                    "VALUES (?, ?, ?, ?, ?, 'never-seen', 1, ?)",
+                    (gateway_id, site, name, lat, lon, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"gateway {gateway_id!r} exists already") from None
+            self._known.add(gateway_id)
+        return self.gateway(gateway_id) or {}
+
+    def update_gateway(self, gateway_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        allowed = ("site", "name", "lat", "lon")
+        changes = {k: v for k, v in changes.items() if k in allowed}
+        with self._lock:
+            if self.gateway(gateway_id) is None:
+                raise NotFound(f"no gateway {gateway_id!r}")
+            if changes:
+                assignments = ", ".join(f"{k} = ?" for k in changes)
+                self._db.execute(
+                    f"UPDATE gateways SET {assignments} WHERE id = ?",
+                    (*changes.values(), gateway_id),
+                )
+        return self.gateway(gateway_id) or {}
+
+    def delete_gateway(self, gateway_id: str) -> None:
+        """Forget a gateway and its devices; if it speaks again it is added anew."""
+        with self._lock:
+            cur = self._db.execute("DELETE FROM gateways WHERE id = ?", (gateway_id,))
+            if cur.rowcount == 0:
+                raise NotFound(f"no gateway {gateway_id!r}")
+            self._db.execute("DELETE FROM devices WHERE gateway = ?", (gateway_id,))
+            self._known.discard(gateway_id)
+            self._seen.pop(gateway_id, None)
 
     # reads
 
@@ -236,6 +395,18 @@ class Registry:
             "SELECT * FROM devices WHERE gateway = ? ORDER BY id", (gateway_id,)
         ).fetchall()
         return [dict(r) for r in rows]
+
+
+def _letter(row: sqlite3.Row) -> dict[str, Any]:
+    item = dict(row)
+    payload = bytes(item.pop("payload"))
+    item["payload_hex"] = None
+    try:
+        item["payload"] = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        item["payload"] = None
+        item["payload_hex"] = payload[:4096].hex()
+    return item
 
 
 def dumps(value: Any) -> str:

@@ -6,10 +6,12 @@ import signal
 import threading
 import time
 
+from central.alerts import AlertService
 from central.config import CentralConfig
 from central.influx import Writer, make_writer
 from central.ingest import Ingest, Observer
 from central.metrics import Metrics
+from central.queries import Queries, make_queries
 from central.registry import Registry
 from central.tokens import TokenStore, token_store
 
@@ -28,10 +30,14 @@ class Central:
         self.writer = writer or make_writer(config.influx)
         self.observers: list[Observer] = []
         self.ingest = Ingest(config, self.registry, self.writer, self.metrics, self.observers)
+        self.alerts = AlertService(config, self.registry)  # raises ConfigError: bad rules
+        self.ingest.observers.append(self.alerts.observe)
+        self.queries: Queries = make_queries(config.influx)
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
 
     def start(self) -> None:
+        self.alerts.start()
         self.ingest.start()
         self._housekeeper = threading.Thread(
             target=self._housekeeping, name="housekeeping", daemon=True
@@ -41,15 +47,19 @@ class Central:
     def stop(self) -> None:
         self._stop.set()
         self.ingest.stop()
+        self.alerts.stop()
         if self._housekeeper is not None:
             self._housekeeper.join(5)
         self.writer.close()
+        self.queries.close()
         self.registry.close()
         self.tokens.close()
 
     def _housekeeping(self) -> None:
+        self.ingest.probe_influx()  # says at once, and clearly, when InfluxDB is unreachable
         while not self._stop.wait(2.0):
             try:
+                self.ingest.probe_influx()
                 self.registry.flush()
                 for gateway in self.registry.mark_offline(time.time() - self.config.offline_after):
                     log.warning("gateway %s went silent: marked offline", gateway)
@@ -80,6 +90,7 @@ async def serve(central: Central) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    loop.add_signal_handler(signal.SIGHUP, central.alerts.reload_logged)  # rules file
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     central.start()
     try:

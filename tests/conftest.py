@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,3 +64,15 @@ def influx_db(influx: InfluxDB) -> str:
 def gateway_id() -> str:
     """A gateway id no other test (or earlier run) uses, so topics are unique."""
     return f"gw-t{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:4]}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fails a test that leaves threads running (after giving them 2 s to end)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for thread in leaked:
+        thread.join(2)
+    still = [t.name for t in leaked if t.is_alive()]
+    assert not still, f"threads left running: {still}"

@@ -1,9 +1,24 @@
-"""``create_app(settings, central)``: the FastAPI application."""
+"""``create_app(settings, central)``: the FastAPI application (OpenAPI at ``/docs``).
+
+Every route needs ``Authorization: Bearer <token>`` except ``/healthz`` and
+``/readyz`` (see ``central.api.deps``).
+"""
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
 
 import wire
+from central.api.routes import (
+    alerts,
+    dead_letters,
+    gateways,
+    health,
+    incidents,
+    readings,
+    rules,
+    silences,
+    sites,
+    webhooks,
+)
 from central.config import CentralConfig
 from central.service import Central
 
@@ -17,25 +32,12 @@ def create_app(settings: CentralConfig, central: Central) -> FastAPI:
     app.state.settings = settings
     app.state.central = central
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """The process is alive."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"])
-    def readyz() -> JSONResponse:
-        """Connected to the broker and InfluxDB accepts writes."""
-        ingest = central.ingest
-        body = {
-            "ready": central.ready,
-            "broker": ingest.connected.is_set(),
-            "influx": not ingest._influx_error_logged,
-        }
-        return JSONResponse(body, status_code=200 if central.ready else 503)
-
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-    def metrics() -> str:
-        """Prometheus metrics."""
-        return central.metrics.render()
-
+    app.include_router(health.router)
+    app.include_router(sites.router)
+    app.include_router(gateways.router)
+    app.include_router(readings.router)
+    app.include_router(dead_letters.router)
+    for router in (alerts.router, incidents.router, silences.router, webhooks.router):
+        app.include_router(router)
+    app.include_router(rules.router)
     return app

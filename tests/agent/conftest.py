@@ -284,18 +284,6 @@ def silent_tcp() -> Iterator[SilentTcpServer]:
     server.close()
 
 
-@pytest.fixture
-def no_leaked_threads() -> Iterator[None]:
-    """Fails the test if it leaves threads running."""
-    before = set(threading.enumerate())
-    yield
-    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    for thread in leaked:
-        thread.join(2)
-    still = [t.name for t in leaked if t.is_alive()]
-    assert not still, f"threads left running: {still}"
-
-
 # golden cases (tests/agent/golden/<case>/case.yaml), shared by the Modbus and serial tests
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -216,7 +216,10 @@ def test_not_http_is_down_with_a_clear_reason(http_server: Server) -> None:
 
 def test_slow_app_is_down_before_the_poll_times_out(http_server: Server) -> None:
     started = time.monotonic()
-    readings = poll(make({"url": http_server.url("/slow")}, timeout=0.4))
+    try:
+        readings = poll(make({"url": http_server.url("/slow")}, timeout=0.4))
+    finally:
+        http_server.release.set()  # let the held request finish
     assert time.monotonic() - started < 2.0  # the server holds the answer for 5s
     assert readings["up"].value == 0 and "within 0.36s" in (readings["up"].error or "")
 

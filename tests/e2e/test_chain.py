@@ -30,6 +30,9 @@ def _start(
     )
     (tmp_path / "agent.yaml").write_text(agent_yaml(gateway_id, broker.url, tmp_path / "buffer.db"))
     central = Program("central", tmp_path / "central.yaml", tmp_path / "central.log").start()
+    # central's persistent session must exist before the gateway speaks: until its
+    # first subscription the broker has nobody to keep messages for
+    wait_for(lambda: "subscribed to" in central.output)
     agent = Program("agent", tmp_path / "agent.yaml", tmp_path / "agent.log").start()
     return central, agent, api_port
 

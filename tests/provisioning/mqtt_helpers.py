@@ -54,9 +54,11 @@ class Client:
         except OSError:
             return False
         self.client.loop_start()
-        if not self.connected.wait(timeout):
-            return False  # e.g. the TLS session was closed before any CONNACK
-        return self.ok
+        # no CONNACK (e.g. the TLS session was closed) or a refusal: stop paho's thread
+        if not self.connected.wait(timeout) or not self.ok:
+            self.close()
+            return False
+        return True
 
     def subscribe(self, topic: str) -> list[int]:
         self.subscribed.clear()

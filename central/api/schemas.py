@@ -1,0 +1,190 @@
+"""Request and response bodies of the registry, readings and dead-letter routes:
+``<Resource>Create`` (POST), ``<Resource>Update`` (PATCH, every field optional),
+``<Resource>Public`` (what the API answers).
+
+Times in answers are ISO 8601 in UTC (``2026-11-23T14:30:00Z``); reading times
+also come as ``ts``, integer milliseconds since the Unix epoch, as on the wire.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from central.registry import normalize_timezone
+from wire.topics import gateway_id_ok
+
+SiteName = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f/]+$")
+]
+Text = Annotated[str, StringConstraints(max_length=1000)]
+
+
+def when(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Timezone(_In):
+    @field_validator("timezone", check_fields=False)
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_timezone(value)
+
+
+# sites
+
+
+class SiteCreate(_Timezone):
+    name: SiteName
+    timezone: str = Field(
+        default="Asia/Jakarta", description="WIB, WITA, WIT or an IANA name; stored as IANA"
+    )
+    description: Text | None = None
+
+
+class SiteUpdate(_Timezone):
+    timezone: str | None = None
+    description: Text | None = None
+
+
+class SitePublic(BaseModel):
+    name: str
+    timezone: str
+    description: str | None
+    created: datetime | None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> "SitePublic":
+        return cls(
+            name=row["name"],
+            timezone=row["timezone"],
+            description=row["description"],
+            created=when(row["created"]),
+        )
+
+
+# gateways
+
+
+class Location(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class GatewayCreate(_Timezone):
+    id: str = Field(description="lowercase letters, digits and dashes, 1-64 characters")
+    site: SiteName | None = None
+    name: Text | None = None
+    location: Location | None = None
+    timezone: str | None = Field(
+        default=None, description="the site's time zone, used when the site is new"
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not gateway_id_ok(value):
+            raise ValueError("lowercase letters, digits and dashes, 1-64, no leading/trailing dash")
+        return value
+
+
+class GatewayUpdate(_In):
+    site: SiteName | None = None
+    name: Text | None = None
+    location: Location | None = None
+
+
+class GatewayPublic(BaseModel):
+    id: str
+    site: str | None
+    name: str | None
+    location: Location | None
+    status: Literal["online", "offline", "never-seen"]
+    first_seen: datetime | None
+    last_seen: datetime | None = Field(description="ISO 8601, UTC; null until it speaks")
+    agent_version: str | None
+    provisioned: bool
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> "GatewayPublic":
+        location = None
+        if row["lat"] is not None and row["lon"] is not None:
+            location = Location(lat=row["lat"], lon=row["lon"])
+        return cls(
+            id=row["id"],
+            site=row["site"],
+            name=row["name"],
+            location=location,
+            status=row["status"],
+            first_seen=when(row["first_seen"]),
+            last_seen=when(row["last_seen"]),
+            agent_version=row["agent_version"],
+            provisioned=bool(row["provisioned"]),
+        )
+
+
+class DevicePublic(BaseModel):
+    gateway: str
+    id: str
+    profile: str | None
+    driver: str | None
+    interval: float | None
+    updated: datetime | None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> "DevicePublic":
+        return cls(**{**row, "updated": when(row["updated"])})
+
+
+# readings
+
+
+class LatestPublic(BaseModel):
+    device: str
+    metric: str
+    value: float | bool | str | None
+    ts: int = Field(description="sample time, ms since the Unix epoch")
+    time: datetime
+
+
+class BucketPublic(BaseModel):
+    time: datetime = Field(description="start of the bucket")
+    ts: int
+    mean: float | None
+    min: float | None
+    max: float | None
+    count: int
+
+
+class SeriesPublic(BaseModel):
+    gateway: str
+    device: str
+    metric: str
+    start: datetime
+    end: datetime
+    every: str
+    points: list[BucketPublic]
+
+
+# dead letters
+
+
+class DeadLetterPublic(BaseModel):
+    id: int
+    received: datetime
+    topic: str
+    gateway: str | None
+    reason: str
+    detail: str
+    size: int = Field(description="payload size in bytes (the stored copy is cut at 1 MiB)")
+    payload: str | None = Field(description="the raw payload, when it is UTF-8")
+    payload_hex: str | None = Field(description="the first 4 KiB in hex, when it is not")
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> "DeadLetterPublic":
+        return cls(**{**row, "received": when(row["received"])})
