@@ -61,7 +61,7 @@ def probe_broker(config: CentralConfig, timeout: float = 5.0) -> str | None:
             keyfile=str(tls.key_file) if tls and tls.key_file else None,
         )
 
-    def on_connect(client, userdata, flags, rc, props):  # type: ignore[no-untyped-def]
+    def on_connect(client, userdata, flags, rc, props):
         result[0] = None if not rc.is_failure else f"broker refused the connection: {rc}"
         done.set()
 

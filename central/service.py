@@ -88,10 +88,12 @@ async def serve(central: Central) -> None:
         )
     )
     loop = asyncio.get_running_loop()
+    # uvicorn captures SIGTERM/SIGINT while serving and raises them again once it has
+    # stopped; with these handlers installed first, that second signal only lands
+    # here instead of killing the process before ingest is stopped below.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     loop.add_signal_handler(signal.SIGHUP, central.alerts.reload_logged)  # rules file
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     central.start()
     try:
         await server.serve()

@@ -48,7 +48,7 @@ class SimulatedDriver(Driver):
         out = []
         for m in self.profile.metrics:
             if m.kind == "counter":
-                value: float | int = int(math.floor(t / self.device.interval + 1e-9))
+                value: float | int = math.floor(t / self.device.interval + 1e-9)
             elif m.kind == "sine":
                 value = m.value + m.amplitude * math.sin(2 * math.pi * t / m.period)
             else:
