@@ -8,7 +8,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -16,6 +15,7 @@ from pydantic import (
 )
 
 from wire import Duration, gateway_id_ok
+from wire.broker import MqttBase, resolve_path
 from wire.configfile import SECRET_KEY, load_model
 
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -25,11 +25,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _resolve(path: Path | None, info: ValidationInfo) -> Path | None:
-    if path is None or path.is_absolute():
-        return path
-    base = (info.context or {}).get("config_dir")
-    return Path(base) / path if base else path
+_resolve = resolve_path
 
 
 class GatewaySection(_Section):
@@ -47,84 +43,20 @@ class GatewaySection(_Section):
         return value
 
 
-class TlsSection(_Section):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = False  # skip hostname check (lab use only)
-
-    @field_validator("ca_file", "cert_file", "key_file")
-    @classmethod
-    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
-
-    @model_validator(mode="after")
-    def _pair(self) -> "TlsSection":
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
-
-
-class MqttSection(_Section):
-    url: str = "mqtt://127.0.0.1:1883"
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
+class MqttSection(MqttBase):
     client_id: str | None = None  # default: the gateway id
-    keepalive: Duration = 30.0
-    tls: TlsSection | None = None
     window: int = Field(default=64, ge=1, le=1000)  # QoS 1 messages in flight
     batch_size: int = Field(default=500, ge=1, le=2000)  # readings per telemetry message
     reconnect_min: Duration = 1.0
     reconnect_max: Duration = 60.0  # backoff doubles up to this, with jitter
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("expected mqtt://host:port or mqtts://host:port")
-        try:
-            parts.port  # noqa: B018 - validates the port number
-        except ValueError as exc:
-            raise ValueError(f"bad port: {exc}") from None
-        return value
-
-    @field_validator("password_file")
-    @classmethod
-    def _password_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
-
     @model_validator(mode="after")
-    def _one_password(self) -> "MqttSection":
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give password or password_file, not both")
+    def _backoff(self) -> "MqttSection":
         if self.reconnect_max < self.reconnect_min:
             raise ValueError("reconnect_max must be at least reconnect_min")
         if self.reconnect_min <= 0:
             raise ValueError("reconnect_min must be more than 0")
         return self
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-
-    @property
-    def use_tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
-
-    def secret(self) -> str | None:
-        """The password, read from ``password_file`` when given."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        return None
 
 
 class BufferSection(_Section):

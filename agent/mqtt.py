@@ -24,6 +24,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttSection
+from wire.broker import login
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +36,6 @@ def backoff_delay(
     ``high``, then scaled into its upper half at random ("equal jitter")."""
     cap = min(high, low * 2 ** min(attempt, 30))
     return cap / 2 + rand() * cap / 2
-
-
-def configure_tls(client: paho.Client, config: MqttSection) -> None:
-    """TLS from ``mqtt.tls`` (CA file, optional client certificate) on an ``mqtts://`` URL."""
-    if not config.use_tls:
-        return
-    tls = config.tls
-    client.tls_set(
-        ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
-        certfile=str(tls.cert_file) if tls and tls.cert_file else None,
-        keyfile=str(tls.key_file) if tls and tls.key_file else None,
-        cert_reqs=ssl.CERT_REQUIRED,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
-    )
-    if tls and tls.insecure:
-        client.tls_insecure_set(True)
 
 
 class MqttSession:
@@ -84,9 +69,7 @@ class MqttSession:
             clean_session=True,
             protocol=paho.MQTTv311,
         )
-        if config.username:
-            client.username_pw_set(config.username, config.secret())
-        configure_tls(client, config)
+        login(client, config)
         client.will_set(will[0], will[1], qos=1, retain=True)
         client.max_inflight_messages_set(config.window)
         client.max_queued_messages_set(0)

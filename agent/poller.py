@@ -54,6 +54,13 @@ class Poller:
                 missed = round((following - tick) / interval) - 1
                 if missed > 0:
                     self.health.skipped_ticks += missed
+                    log.debug(
+                        "device %s: polling fell behind, skipped %d tick(s) from %.3f to %.3f",
+                        self.device_id,
+                        missed,
+                        tick + interval,
+                        following - interval,
+                    )
                 tick = following
         finally:
             await self._close()

@@ -56,7 +56,8 @@ use_identity_as_username true
 """
     text += f"""
 # Keep sessions and queued QoS 1 messages across a broker restart: central's
-# persistent session must not lose what arrived while it was down.
+# persistent session must not lose what arrived while it was down. A crash
+# (kill -9, power cut) loses what changed since the last autosave.
 persistence true
 persistence_location {opts.persistence_dir}
 autosave_interval 60

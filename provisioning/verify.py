@@ -23,6 +23,7 @@ import wire
 from provisioning.bundle import check_bundle
 from provisioning.central import Central
 from provisioning.errors import ProvisionError
+from wire.broker import login
 
 CONNECT_TIMEOUT = 10.0
 
@@ -70,18 +71,7 @@ def publish_birth(
         clean_session=True,
         protocol=paho.MQTTv311,
     )
-    if mqtt.username:
-        client.username_pw_set(mqtt.username, mqtt.secret())
-    if mqtt.use_tls:
-        tls = mqtt.tls
-        client.tls_set(
-            ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls and tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls and tls.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        if tls and tls.insecure:
-            client.tls_insecure_set(True)
+    login(client, mqtt)
     client.on_connect = on_connect
     client.on_publish = lambda *_a: acked.set()
     try:
