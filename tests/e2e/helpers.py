@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,6 +107,8 @@ mqtt:
   password: secret
 buffer:
   path: {buffer}
+log:
+  level: DEBUG   # names any tick a starved poller skipped (never sampled, not lost)
 devices:
   - id: counter-1
     profile: simulated/counter
@@ -142,7 +145,28 @@ def counts(influx: Any, db: str, gateway: str) -> list[tuple[int, float]]:
     return [(int(t), v) for t, v in rows]
 
 
-def assert_contiguous(values: list[float]) -> None:
-    """Consecutive counts differ by exactly one: no reading lost, none repeated."""
-    gaps = [(a, b) for a, b in itertools.pairwise(values) if b - a != 1]
-    assert not gaps, f"{len(gaps)} gaps or repeats, first ones: {gaps[:5]}"
+_SKIPPED = re.compile(r"skipped (\d+) tick\(s\) from ([\d.]+) to ([\d.]+)")
+
+
+def never_sampled(agent_log: str, interval: float = 0.1) -> set[int]:
+    """Counts of the ticks the agent logged as skipped (its poller was starved of CPU)."""
+    out: set[int] = set()
+    for m in _SKIPPED.finditer(agent_log):
+        low, high = round(float(m.group(2)) / interval), round(float(m.group(3)) / interval)
+        out.update(range(low, high + 1))
+    return out
+
+
+def assert_contiguous(values: list[float], skipped: set[int] | None = None) -> None:
+    """Consecutive counts differ by exactly one: no reading lost, none repeated. A count
+    in ``skipped`` was never sampled, so it may be absent."""
+    skipped = skipped or set()
+    assert len(values) == len(set(values)), "a count was stored twice"
+    missing = [
+        c
+        for a, b in itertools.pairwise(values)
+        for c in range(int(a) + 1, int(b))
+        if c not in skipped
+    ]
+    backwards = [(a, b) for a, b in itertools.pairwise(values) if b <= a]
+    assert not missing and not backwards, f"missing {missing[:10]}, out of order {backwards[:5]}"
