@@ -238,6 +238,7 @@ class Agent:
                 status=status,
                 failing_since=round(since * 1000) if since is not None else None,
                 error=poller.health.last_error,
+                skipped_ticks=poller.health.skipped_ticks,
             )
         vital = vitals.collect(self.config.buffer.path)
         return wire.Health(

@@ -88,6 +88,7 @@ class DeviceStatus(_Model):
     status: Literal["ok", "failing", "unknown"]
     failing_since: Millis | None = None
     error: str | None = None
+    skipped_ticks: Annotated[int, Field(ge=0)] | None = None  # polls that fell behind, since start
 
 
 class Health(_Uplink):
