@@ -56,6 +56,21 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     return out or "<top level>"
 
 
+def describe_error(err: Any) -> str:
+    """One pydantic error as ``<message> (got <value>)``, with secret values hidden."""
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    value = err.get("input")
+    if isinstance(value, dict | list) or value is None:
+        return msg
+    if any(SECRET_KEY.search(str(part)) for part in err["loc"]):
+        return f"{msg} (value hidden)"
+    return f"{msg} (got {value!r})"
+
+
 def validation_problems(source: str, exc: ValidationError, loc_prefix: str = "") -> list[str]:
     """One line per error: ``<source>: <loc_prefix>.<key path>: <message> (got <value>)``."""
     problems = []
@@ -63,19 +78,7 @@ def validation_problems(source: str, exc: ValidationError, loc_prefix: str = "")
         loc = format_loc(err["loc"])
         if loc_prefix:
             loc = loc_prefix if loc == "<top level>" else f"{loc_prefix}.{loc}".replace(".[", "[")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        value = err.get("input")
-        shown = ""
-        if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, dict | list):
-            if any(SECRET_KEY.search(str(part)) for part in err["loc"]):
-                shown = " (value hidden)"
-            elif value is not None:
-                shown = f" (got {value!r})"
-        problems.append(f"{source}: {loc}: {msg}{shown}")
+        problems.append(f"{source}: {loc}: {describe_error(err)}")
     return problems
 
 

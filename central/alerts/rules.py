@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from central.alerts.schedule import Schedule
 from central.alerts.templates import template_problems
 from wire import Duration
-from wire.configfile import ConfigError, format_loc, read_yaml
+from wire.configfile import ConfigError, describe_error, format_loc, read_yaml
 
 RuleName = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -276,16 +276,7 @@ def parse_rules(data: Any, source: str) -> RuleSet:
 
 def _problem(where: str, err: Any) -> str:
     loc = format_loc(tuple("for" if p == "for_" else p for p in err["loc"]))
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "missing":
-        msg = "required key is missing"
-    value = err.get("input")
-    shown = ""
-    if err["type"] not in ("missing", "extra_forbidden") and not isinstance(value, dict | list):
-        shown = f" (got {value!r})" if value is not None else ""
-    return f"{where}.{loc}: {msg}{shown}"
+    return f"{where}.{loc}: {describe_error(err)}"
 
 
 def load_rules(path: Path) -> RuleSet:
