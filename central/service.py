@@ -50,6 +50,11 @@ class Central:
         self.alerts.stop()
         if self._housekeeper is not None:
             self._housekeeper.join(5)
+        self.close()
+
+    def close(self) -> None:
+        """Release files and connections (also for a Central that was never started)."""
+        self.alerts.stop()
         self.writer.close()
         self.queries.close()
         self.registry.close()

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from central.api.app import create_app
 from central.config import CentralConfig
 from central.service import Central
 from tests.central.alert_helpers import SECRET, Receiver, birth, telemetry, write_rules
@@ -43,27 +42,7 @@ def central(tmp_path: Path, receiver: Receiver) -> Iterator[Central]:
     )
     c = Central(config)
     yield c
-    c.alerts.stop()
-    c.writer.close()
-    c.queries.close()
-    c.registry.close()
-    c.tokens.close()
-
-
-@pytest.fixture
-def client(central: Central) -> Iterator[TestClient]:
-    with TestClient(create_app(central.config, central)) as c:
-        yield c
-
-
-@pytest.fixture
-def admin(central: Central) -> dict[str, str]:
-    return {"Authorization": f"Bearer {central.tokens.create('admin', 'duty-officer')[1]}"}
-
-
-@pytest.fixture
-def reader(central: Central) -> dict[str, str]:
-    return {"Authorization": f"Bearer {central.tokens.create('read')[1]}"}
+    c.close()
 
 
 def feed(central: Central, value: float, device: str = "river-1") -> None:

@@ -23,26 +23,7 @@ def central(tmp_path: Path, influx: InfluxDB, influx_db: str) -> Iterator[Centra
     )
     c = Central(config)
     yield c
-    c.writer.close()
-    c.queries.close()
-    c.registry.close()
-    c.tokens.close()
-
-
-@pytest.fixture
-def client(central: Central) -> Iterator[TestClient]:
-    with TestClient(create_app(central.config, central)) as c:
-        yield c
-
-
-@pytest.fixture
-def admin(central: Central) -> dict[str, str]:
-    return {"Authorization": f"Bearer {central.tokens.create('admin')[1]}"}
-
-
-@pytest.fixture
-def reader(central: Central) -> dict[str, str]:
-    return {"Authorization": f"Bearer {central.tokens.create('read')[1]}"}
+    c.close()
 
 
 def _all_routes(client: TestClient) -> list[tuple[str, str]]:
