@@ -221,7 +221,8 @@ def test_series_validates_its_parameters(client: TestClient, reader: dict[str, s
         assert resp.status_code == 422, (extra, resp.text)
 
 
-def test_v2_reads_answer_501(tmp_path: Path) -> None:
+def test_v2_reads_with_influxdb_down_answer_502(tmp_path: Path) -> None:
+    """v2 reads go through Flux (tests/central/test_queries_v2.py); nothing listens here."""
     config = CentralConfig.model_validate(
         {
             "influx": {
@@ -241,8 +242,8 @@ def test_v2_reads_answer_501(tmp_path: Path) -> None:
             resp = client.get(
                 "/api/v1/readings/latest?gateway=g", headers={"Authorization": f"Bearer {token}"}
             )
-        assert resp.status_code == 501
-        assert "v1" in resp.json()["detail"]
+        assert resp.status_code == 502
+        assert "InfluxDB unreachable at http://127.0.0.1:9" in resp.json()["detail"]
     finally:
         central.writer.close()
         central.registry.close()
