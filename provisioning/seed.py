@@ -204,6 +204,11 @@ def seed(target: Path, bundle: Path, opts: SeedOptions) -> list[str]:
             for wheel in sorted(opts.wheelhouse.glob("*.whl")):
                 shutil.copyfile(wheel, wheels / wheel.name)
             notes.append(f"{len(list(wheels.iterdir()))} wheel(s) copied to pantau/wheels/")
+            if not any(wheels.glob("pip-*.whl")):
+                notes.append(
+                    "note: no pip wheel in the wheelhouse: the image must have python3-venv "
+                    "(add one with `pip download --no-deps -d WHEELHOUSE pip`)"
+                )
         else:
             notes.append(
                 "WARNING: no --wheelhouse: first boot cannot install the agent "

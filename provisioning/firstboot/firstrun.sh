@@ -5,8 +5,10 @@ set +e
 BOOT=/boot/firmware
 [ -d "$BOOT/pantau" ] || BOOT=/boot
 # A firstrun.sh that Raspberry Pi Imager wrote before us (user, SSH, locale) runs first.
+# It holds the user's password hash and the Wi-Fi key: gone once it has run.
 if [ -f "$BOOT/pantau/imager-firstrun.sh" ]; then
     bash "$BOOT/pantau/imager-firstrun.sh"
+    rm -f "$BOOT/pantau/imager-firstrun.sh"
 fi
 bash "$BOOT/pantau/install.sh" firstrun
 rm -f "$BOOT/firstrun.sh"

@@ -3,6 +3,7 @@ without mounting."""
 
 import struct
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,9 @@ def test_seed_writes_both_first_boot_paths(
         fat_read(image, offset, "pantau/mqtt.password") == (bundle / "mqtt.password").read_bytes()
     )
     install = fat_read(image, offset, "pantau/install.sh").decode()
-    assert 'pip" install --no-index --find-links' in install
+    packaged = resources.files("provisioning.firstboot").joinpath("install.sh").read_text()
+    assert install == packaged
+    assert 'install --no-index --no-cache-dir \\\n    --find-links "$SRC/wheels"' in install
     assert 'install -m 600 -o "$PANTAU_USER"' in install
     settings = fat_read(image, offset, "pantau/settings.env").decode()
     assert "PANTAU_USER=pantau" in settings
@@ -161,6 +164,16 @@ def test_install_script_is_valid_bash() -> None:
             ["bash", "-n"], input=text, text=True, capture_output=True, check=False
         )
         assert proc.returncode == 0, (name, proc.stderr)
+
+
+def test_seed_notes_a_missing_pip_wheel(run, tmp_path: Path, bundle: Path, wheelhouse) -> None:
+    image = tmp_path / "pi.img"
+    build_pi_image(image)
+    r = run("seed", image, "--bundle", bundle, "--wheelhouse", wheelhouse)
+    assert r.rc == 0 and "no pip wheel" in r.out + r.err
+    (wheelhouse / "pip-24.0-py3-none-any.whl").write_bytes(b"PK pip")
+    r = run("seed", image, "--bundle", bundle, "--wheelhouse", wheelhouse)
+    assert r.rc == 0 and "no pip wheel" not in r.out + r.err
 
 
 def test_seeding_twice_hooks_cmdline_once(run, tmp_path: Path, bundle: Path, wheelhouse) -> None:
