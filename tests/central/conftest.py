@@ -8,6 +8,15 @@ from fastapi.testclient import TestClient
 
 from central.api.app import create_app
 from central.service import Central
+from tests.central.alert_helpers import Receiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP webhook receiver on a free port, recording what it gets."""
+    r = Receiver().start()
+    yield r
+    r.stop()
 
 
 @pytest.fixture

@@ -5,11 +5,8 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-
-import pytest
 
 import wire
 from scripts.services import InfluxDB, Mosquitto, free_port
@@ -32,13 +29,6 @@ def delivered(db: Path) -> int:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         row = conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'delivered'").fetchone()
         return int(row[0])
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def test_central_killed_mid_incident_fires_once_and_sends_the_resolution(

@@ -24,13 +24,6 @@ rules:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def central(tmp_path: Path, receiver: Receiver) -> Iterator[Central]:
     config = CentralConfig.model_validate(
         {

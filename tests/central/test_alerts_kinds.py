@@ -22,13 +22,6 @@ from tests.central.alert_helpers import (
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     reg = Registry(tmp_path / "registry.db")
     yield reg

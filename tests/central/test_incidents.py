@@ -1,10 +1,7 @@
 """Incidents across restarts of central (a fresh AlertService over the same data_dir),
 repeat notifications, acknowledgements and silences."""
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from central.alerts.service import AlertService
 from tests.central.alert_helpers import (
@@ -30,13 +27,6 @@ rules:
     kind: offline
     after: 1d
 """
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def new_service(

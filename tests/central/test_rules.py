@@ -2,7 +2,6 @@
 and reloading (a bad file is refused and the old rules stay in force)."""
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -147,13 +146,6 @@ def test_rules_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert rules_check(argparse.Namespace(file=bad)) == 1
     assert "rules[0] (river-high).clear_below:" in capsys.readouterr().err
     assert rules_check(argparse.Namespace(file=tmp_path / "missing.yaml")) == 1
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def test_a_bad_reload_is_refused_and_the_old_rules_stay(tmp_path: Path, receiver: Receiver) -> None:

@@ -2,7 +2,6 @@
 failures, expiry, timeouts, the Alertmanager payload and the signature."""
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,6 @@ rules:
     severity: critical
     annotations: {summary: "{device} at {site}: {value} cm"}
 """
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture
