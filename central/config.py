@@ -110,7 +110,7 @@ class InfluxSection(_Section):
     # both
     measurement: str = "readings"
     timeout: Duration = 10.0
-    batch_size: int = Field(default=5000, ge=1, le=100_000)  # points per write
+    batch_size: int = Field(default=10_000, ge=1, le=100_000)  # points per write
     flush_interval: Duration = 0.2  # write a partial batch after this long
     writers: int = Field(default=2, ge=1, le=8)  # concurrent writes
     max_pending: int = Field(default=200_000, ge=1000)  # points held while InfluxDB is slow

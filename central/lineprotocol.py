@@ -35,6 +35,7 @@ _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r
 _MEAS_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " ", "\r": " "})
 _BACKSLASH_BEFORE_SPECIAL = re.compile(r"\\(?=[ ,=])")
 _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_EXACT = 2**53  # ints within: exact as floats, repr(float(i)) == f"{i}.0" (below 1e16)
 
 
 def escape_tag(text: str) -> str:
@@ -101,6 +102,8 @@ class Encoder:
         return out
 
     def telemetry(self, message: wire.Telemetry) -> list[str]:
+        # the hot path of ingest (one call per reading batch): per device, a dict of
+        # metric → "readings,device=..,gateway=..,site=.. metric=" built once per batch
         lines: list[str] = []
         append = lines.append
         esc = self._escaped
@@ -108,22 +111,34 @@ class Encoder:
         site = escape_tag(message.site) if message.site else ""
         suffix = f",gateway={gateway},site={site} " if site else f",gateway={gateway} "
         prefix = f"{self.measurement},device="
+        heads: dict[str, tuple[str, dict[str, str]]] = {}
         device_name = None
+        starts: dict[str, str] = {}
         head = ""
         for r in message.readings:
             if r.device != device_name:
                 device_name = r.device
-                head = prefix + esc(device_name) + suffix
+                cached = heads.get(device_name)
+                if cached is None:
+                    cached = heads[device_name] = (prefix + esc(device_name) + suffix, {})
+                head, starts = cached
             value = r.value
             if r.quality == "good":
-                if value.__class__ is float:
-                    if value - value == 0.0:  # finite
-                        append(f"{head}{esc(r.metric)}={value!r} {r.ts}")
+                start = starts.get(r.metric)
+                if start is None:
+                    start = starts[r.metric] = f"{head}{esc(r.metric)}="
+                cls = value.__class__
+                if cls is float:
+                    if value - value == 0.0:  # type: ignore[operator]  # finite
+                        append(f"{start}{value!r} {r.ts}")
                         continue
-                else:
+                elif cls is int and -_EXACT < value < _EXACT:  # type: ignore[operator]
+                    append(f"{start}{value}.0 {r.ts}")  # == repr(float(value)), faster
+                    continue
+                if cls is not float:
                     formatted = field_value(value)
                     if formatted is not None:
-                        append(f"{head}{esc(r.metric)}={formatted} {r.ts}")
+                        append(f"{start}{formatted} {r.ts}")
                         continue
             error = r.error or ("no value" if r.quality == "good" else "bad quality")
             site_tag = f",site={site}" if site else ""
