@@ -1,12 +1,8 @@
 """``pantau-central check``: what would stop central from working, said plainly."""
 
-import threading
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from central.config import CentralConfig
 from central.influx import WriteError, make_writer
+from wire.broker import probe_broker as _probe
 
 
 def run_checks(config: CentralConfig, offline: bool = False) -> list[str]:
@@ -47,34 +43,8 @@ def run_checks(config: CentralConfig, offline: bool = False) -> list[str]:
 
 
 def probe_broker(config: CentralConfig, timeout: float = 5.0) -> str | None:
-    mqtt = config.mqtt
-    done = threading.Event()
-    result: list[str | None] = [f"no answer within {timeout:g}s"]
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{mqtt.client_id}-check")
-    if mqtt.username:
-        client.username_pw_set(mqtt.username, mqtt.secret())
-    if mqtt.use_tls:
-        tls = mqtt.tls
-        client.tls_set(
-            ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls and tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls and tls.key_file else None,
-        )
-
-    def on_connect(client, userdata, flags, rc, props):
-        result[0] = None if not rc.is_failure else f"broker refused the connection: {rc}"
-        done.set()
-
-    client.on_connect = on_connect
-    try:
-        client.connect(mqtt.host, mqtt.port, keepalive=10)
-    except OSError as exc:
-        return f"cannot connect: {exc.strerror or exc}"
-    client.loop_start()
-    done.wait(timeout)
-    client.disconnect()
-    client.loop_stop()
-    return result[0]
+    """None when the broker accepts central's credentials, else what went wrong."""
+    return _probe(config.mqtt, f"{config.mqtt.client_id}-check", timeout)
 
 
 def _check_alerts(config: CentralConfig) -> list[str]:

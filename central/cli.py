@@ -109,7 +109,10 @@ def token_command(config: CentralConfig, args: argparse.Namespace) -> int:
 
 
 def run(config: CentralConfig) -> int:
+    from central.ingest import tune_gc
     from central.service import Central, serve
+
+    tune_gc()
 
     try:
         central = Central(config)

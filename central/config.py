@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from wire import Duration
+from wire.broker import MqttBase, resolve_path
 from wire.configfile import load_model
 
 
@@ -22,48 +23,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _resolve(path: Path | None, info: ValidationInfo) -> Path | None:
-    if path is None or path.is_absolute():
-        return path
-    base = (info.context or {}).get("config_dir")
-    return Path(base) / path if base else path
+_resolve = resolve_path
 
 
-class TlsSection(_Section):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-    @field_validator("ca_file", "cert_file", "key_file")
-    @classmethod
-    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
-
-
-class MqttSection(_Section):
-    url: str = "mqtt://127.0.0.1:1883"
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
+class MqttSection(MqttBase):
     client_id: str = "pantau-central"
-    keepalive: Duration = 30.0
     session_expiry: Duration = 7 * 86400.0  # how long the broker keeps our queue while we're away
     receive_maximum: int = Field(default=1000, ge=1, le=65535)  # unacked messages in flight
     shared_group: str | None = None  # MQTT 5 shared subscription $share/<group>/...
-    tls: TlsSection | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError("expected mqtt://host:port or mqtts://host:port")
-        return value
-
-    @field_validator("password_file")
-    @classmethod
-    def _password_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
 
     @field_validator("shared_group")
     @classmethod
@@ -71,26 +38,6 @@ class MqttSection(_Section):
         if value is not None and (not value or any(c in value for c in "/+#")):
             raise ValueError("a shared group name must be non-empty without '/', '+' or '#'")
         return value
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-
-    @property
-    def use_tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
-
-    def secret(self) -> str | None:
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return self.password_file.read_text(encoding="utf-8").strip()
-        return None
 
 
 class InfluxSection(_Section):

@@ -11,7 +11,7 @@ retryable (points are idempotent, so writing a batch twice is harmless); 4xx
 
 import logging
 import urllib.parse
-from typing import Protocol
+from typing import Protocol, cast
 
 import httpx
 
@@ -95,22 +95,28 @@ class V2Writer:
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self.config = config
+        # the config model guarantees org and bucket for api v2
+        self._org, self._bucket = config.org or "", config.bucket or ""
         self._client = InfluxDBClient(
             url=config.url,
             token=config.secret("token") or "",
-            org=config.org,
+            org=self._org,
             timeout=int(config.timeout * 1000),
             enable_gzip=False,
         )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, body: bytes) -> None:
+        from influxdb_client import WritePrecision
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
 
         try:
             self._api.write(
-                bucket=self.config.bucket, org=self.config.org, record=body, write_precision="ms"
+                bucket=self._bucket,
+                org=self._org,
+                record=body,
+                write_precision=cast(WritePrecision, WritePrecision.MS),
             )
         except ApiException as exc:
             _raise_for(int(exc.status or 500), str(exc.body or exc.reason))

@@ -7,8 +7,8 @@ broker sends us, which bounds the memory held while InfluxDB is slow.
 
 Throughput (``bench/central_ingest``; ``docs/benchmarks.md``) is bound by the GIL:
 validating the readings, formatting lines and the alert engine share one core.
-``start()`` therefore raises the process's garbage-collection thresholds (see
-``GC_YOUNG_THRESHOLD``), and the line formatting caches per-batch prefixes.
+``pantau-central run`` therefore raises the process's garbage-collection thresholds
+(:func:`tune_gc`), and the line formatting caches per-batch prefixes.
 
 Threads: paho's network thread decodes and validates each message and hands its
 points to the batch queue; ``influx.writers`` writer threads take batches, write
@@ -21,7 +21,6 @@ the rest.
 import gc
 import logging
 import random
-import ssl
 import threading
 import time
 from collections import deque
@@ -41,6 +40,7 @@ from central.influx import V1Writer, WriteError, Writer
 from central.lineprotocol import Encoder
 from central.metrics import Metrics
 from central.registry import Registry
+from wire.broker import login
 from wire.topics import subscription
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,14 @@ messages queued for the alert engine, keeps promoting them into full collections
 Measured with ``bench/central_ingest``: at 200k readings/s central's CPU went from
 87 % to 73 % of a core, and with a backlog its throughput from ~140k to ~220k/s.
 Refcounting still frees all of it at once; only reference cycles wait longer."""
+
+
+def tune_gc() -> None:
+    """Raise this process's garbage-collection thresholds for ingest (a process-wide
+    setting, so the program's entry point calls it, not the library)."""
+    young, middle, old = gc.get_threshold()
+    if young:  # 0: collection disabled on purpose, leave it so
+        gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), max(middle, 50), max(old, 100))
 
 
 @dataclass
@@ -133,16 +141,7 @@ class Ingest:
             protocol=paho.MQTTv5,
             manual_ack=True,
         )
-        if mqtt.username:
-            client.username_pw_set(mqtt.username, mqtt.secret())
-        if mqtt.use_tls:
-            tls = mqtt.tls
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls and tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls and tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        login(client, mqtt)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -200,11 +199,12 @@ class Ingest:
             self.client.ack(item.mid, 1)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        payload = bytes(msg.payload)
         try:
-            self.handle(msg.topic, msg.payload, msg.mid)
+            self.handle(msg.topic, payload, msg.mid)
         except Exception:  # never let one message kill the network thread
             log.exception("unexpected error handling a message on %s", msg.topic)
-            self._dead_letter(msg.topic, None, "internal", "unexpected error, see log", msg.payload)
+            self._dead_letter(msg.topic, None, "internal", "unexpected error, see log", payload)
             self.client.ack(msg.mid, 1)
 
     def handle(self, topic: str, payload: bytes, mid: int) -> None:
@@ -373,9 +373,6 @@ class Ingest:
     # lifecycle
 
     def start(self) -> None:
-        young, middle, old = gc.get_threshold()
-        if young:  # 0: collection disabled on purpose, leave it so
-            gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), max(middle, 50), max(old, 100))
         for n in range(self.config.influx.writers):
             thread = threading.Thread(
                 target=self._writer_loop, name=f"influx-writer-{n}", daemon=True
