@@ -1,0 +1,48 @@
+"""A gateway installs ``pantau[agent]`` only: nothing the agent imports may need the
+server-side packages (FastAPI, uvicorn, the InfluxDB client, httpx)."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_SIDE = ("fastapi", "uvicorn", "influxdb_client", "httpx", "starlette", "cryptography")
+
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"the agent must not import {{name}}")
+sys.meta_path.insert(0, Block())
+import pkgutil, agent, agent.drivers
+modules = [m.name for m in pkgutil.walk_packages(agent.__path__, "agent.") if m.name != "agent.__main__"]
+for name in modules:
+    __import__(name)
+from agent.drivers import REGISTRY, load_driver
+for driver in REGISTRY:
+    load_driver(driver)
+print(len(modules))
+"""
+
+
+def test_agent_extra_lists_no_server_side_package():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    names = {dep.split(">")[0].split("<")[0].split("=")[0].strip() for dep in extras["agent"]}
+    assert not names & {"fastapi", "uvicorn", "influxdb-client", "httpx", "cryptography"}
+
+
+def test_every_agent_module_and_driver_imports_without_server_side_packages():
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKER.format(blocked=set(SERVER_SIDE))],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) > 20  # really walked the package
