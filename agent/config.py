@@ -16,7 +16,7 @@ from pydantic import (
 
 from wire import Duration, gateway_id_ok
 from wire.broker import MqttBase, resolve_path
-from wire.configfile import SECRET_KEY, load_model
+from wire.configfile import SECRET_KEY, LogSection, load_model
 
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
@@ -87,18 +87,6 @@ class HealthSection(_Section):
         if value < 0.1:
             raise ValueError("interval must be at least 100ms")
         return value
-
-
-class LogSection(_Section):
-    level: str = "INFO"
-
-    @field_validator("level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        level = value.upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
-        return level
 
 
 class DeviceSection(_Section):

@@ -16,7 +16,7 @@ from pydantic import (
 
 from wire import Duration
 from wire.broker import MqttBase, resolve_path
-from wire.configfile import load_model
+from wire.configfile import LogSection, load_model
 
 
 class _Section(BaseModel):
@@ -120,18 +120,6 @@ class ApiSection(_Section):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
-
-
-class LogSection(_Section):
-    level: str = "INFO"
-
-    @field_validator("level")
-    @classmethod
-    def _level(cls, value: str) -> str:
-        level = value.upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
-        return level
 
 
 class WebhookSection(_Section):

@@ -42,6 +42,19 @@ def _raise_for(status: int, text: str) -> None:
     )
 
 
+def unreachable(url: str, exc: Exception) -> WriteError:
+    """A connection failure: retryable, and said the same way everywhere."""
+    return WriteError(f"InfluxDB unreachable at {url}: {exc}", retryable=True)
+
+
+def _http_ping(client: httpx.Client, path: str, url: str) -> None:
+    try:
+        resp = client.get(path)
+    except httpx.HTTPError as exc:
+        raise unreachable(url, exc) from None
+    _raise_for(resp.status_code, resp.text)
+
+
 class V1Writer:
     def __init__(self, config: InfluxSection) -> None:
         self.config = config
@@ -59,28 +72,18 @@ class V1Writer:
         try:
             resp = self._client.post("/write", params=self._params, content=body)
         except httpx.HTTPError as exc:
-            raise WriteError(
-                f"InfluxDB unreachable at {self.config.url}: {exc}", retryable=True
-            ) from None
+            raise unreachable(self.config.url, exc) from None
         _raise_for(resp.status_code, resp.text)
 
     def ping(self) -> None:
-        try:
-            resp = self._client.get("/ping")
-        except httpx.HTTPError as exc:
-            raise WriteError(
-                f"InfluxDB unreachable at {self.config.url}: {exc}", retryable=True
-            ) from None
-        _raise_for(resp.status_code, resp.text)
+        _http_ping(self._client, "/ping", self.config.url)
 
     def create_database(self) -> None:
         q = f'CREATE DATABASE "{self.config.database}"'
         try:
             resp = self._client.post("/query", data={"q": q})
         except httpx.HTTPError as exc:
-            raise WriteError(
-                f"InfluxDB unreachable at {self.config.url}: {exc}", retryable=True
-            ) from None
+            raise unreachable(self.config.url, exc) from None
         _raise_for(resp.status_code, resp.text)
 
     def close(self) -> None:
@@ -121,19 +124,11 @@ class V2Writer:
         except ApiException as exc:
             _raise_for(int(exc.status or 500), str(exc.body or exc.reason))
         except (Urllib3Error, OSError) as exc:
-            raise WriteError(
-                f"InfluxDB unreachable at {self.config.url}: {exc}", retryable=True
-            ) from None
+            raise unreachable(self.config.url, exc) from None
 
     def ping(self) -> None:
-        try:
-            with httpx.Client(timeout=self.config.timeout) as client:
-                resp = client.get(urllib.parse.urljoin(self.config.url, "/ping"))
-        except httpx.HTTPError as exc:
-            raise WriteError(
-                f"InfluxDB unreachable at {self.config.url}: {exc}", retryable=True
-            ) from None
-        _raise_for(resp.status_code, resp.text)
+        with httpx.Client(timeout=self.config.timeout) as client:
+            _http_ping(client, urllib.parse.urljoin(self.config.url, "/ping"), self.config.url)
 
     def close(self) -> None:
         self._api.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,6 +22,22 @@ SECRET_KEY = re.compile(
     r"password|passwd|passphrase|secret|token|key|community|credential|^auth|^priv", re.I
 )
 """Keys whose values are secrets: never shown in errors, logs or ``get-config``."""
+
+
+class LogSection(BaseModel):
+    """``log:`` in every program's config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: str = "INFO"
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+        return level
 
 
 class ConfigError(Exception):

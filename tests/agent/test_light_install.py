@@ -17,7 +17,8 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"the agent must not import {{name}}")
 sys.meta_path.insert(0, Block())
 import pkgutil, agent, agent.drivers
-modules = [m.name for m in pkgutil.walk_packages(agent.__path__, "agent.") if m.name != "agent.__main__"]
+modules = [m.name for m in pkgutil.walk_packages(agent.__path__, "agent.")]
+modules = [m for m in modules if m != "agent.__main__"]  # that one runs the CLI
 for name in modules:
     __import__(name)
 from agent.drivers import REGISTRY, load_driver
