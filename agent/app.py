@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
+
 import wire
 from agent import vitals
 from agent.buffer import Buffer, Item
@@ -309,7 +311,7 @@ class Agent:
             data = wire.encode(message)
         except wire.WireError as exc:
             data = wire.encode(
-                message.model_copy(update={"ok": False, "result": None, "error": str(exc)})
+                msgspec.structs.replace(message, ok=False, result=None, error=str(exc))
             )
         self.mqtt.publish(wire.topic(self.gateway, "cmd/reply"), data)
 
@@ -346,12 +348,11 @@ class Agent:
             if getattr(config, name) != getattr(self.config, name)
         ]
         await self._stop_devices()
-        self.config = self.config.model_copy(
-            update={
-                "devices": config.devices,
-                "profiles_dir": config.profiles_dir,
-                "health": config.health,
-            }
+        self.config = msgspec.structs.replace(
+            self.config,
+            devices=config.devices,
+            profiles_dir=config.profiles_dir,
+            health=config.health,
         )
         self._use_devices(devices)
         self._start_devices()

@@ -4,143 +4,105 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+import msgspec
 
 from wire import Duration, gateway_id_ok
-from wire.broker import MqttBase, resolve_path
-from wire.configfile import SECRET_KEY, LogSection, load_model
+from wire.broker import MqttBase
+from wire.configfile import LogSection, load_model
+from wire.structs import REDACTED, SECRET_KEY, Section, dump
 
-DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-_resolve = resolve_path
-
-
-class GatewaySection(_Section):
-    id: str
-    site: str = Field(min_length=1)
-    name: str | None = None
-
-    @field_validator("id")
+class GatewayId(str):
     @classmethod
-    def _id(cls, value: str) -> str:
-        if not gateway_id_ok(value):
+    def parse(cls, value: Any) -> "GatewayId":
+        if not isinstance(value, str) or not gateway_id_ok(value):
             raise ValueError(
                 "gateway id must be lowercase letters, digits and dashes (e.g. gw-ambon-01)"
             )
-        return value
+        return cls(value)
+
+
+class CommitInterval(Duration):
+    minimum, maximum = 0.01, 60.0
+
+
+class HealthInterval(Duration):
+    minimum = 0.1
+
+
+class PollInterval(Duration):
+    minimum = 0.01
+
+
+class GatewaySection(Section):
+    id: GatewayId
+    site: NonEmpty
+    name: str | None = None
 
 
 class MqttSection(MqttBase):
     client_id: str | None = None  # default: the gateway id
-    window: int = Field(default=64, ge=1, le=1000)  # QoS 1 messages in flight
-    batch_size: int = Field(default=500, ge=1, le=2000)  # readings per telemetry message
-    reconnect_min: Duration = 1.0
-    reconnect_max: Duration = 60.0  # backoff doubles up to this, with jitter
+    window: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 64  # QoS 1 messages in flight
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=2000)] = 500  # readings per message
+    reconnect_min: Duration = Duration(1.0)
+    reconnect_max: Duration = Duration(60.0)  # backoff doubles up to this, with jitter
 
-    @model_validator(mode="after")
-    def _backoff(self) -> "MqttSection":
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.reconnect_max < self.reconnect_min:
             raise ValueError("reconnect_max must be at least reconnect_min")
         if self.reconnect_min <= 0:
             raise ValueError("reconnect_min must be more than 0")
-        return self
 
 
-class BufferSection(_Section):
+class BufferSection(Section):
     path: Path = Path("/var/lib/pantau/buffer.db")
-    max_mb: float = Field(default=256.0, gt=0)
-    max_readings: int | None = Field(default=None, gt=0)
-    commit_interval: Duration = 1.0  # group commit: at most one fsync per interval
-
-    @field_validator("commit_interval")
-    @classmethod
-    def _commit_interval(cls, value: float) -> float:
-        if not 0.01 <= value <= 60:
-            raise ValueError("commit_interval must be between 10ms and 60s")
-        return value
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: Path, info: ValidationInfo) -> Path:
-        return _resolve(value, info) or value
+    max_mb: Annotated[float, msgspec.Meta(gt=0)] = 256.0
+    max_readings: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    commit_interval: CommitInterval = CommitInterval(1.0)  # group commit: one fsync per interval
 
 
-class HealthSection(_Section):
-    interval: Duration = 60.0
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: float) -> float:
-        if value < 0.1:
-            raise ValueError("interval must be at least 100ms")
-        return value
+class HealthSection(Section):
+    interval: HealthInterval = HealthInterval(60.0)
 
 
-class DeviceSection(_Section):
+class DeviceSection(Section):
     id: DeviceId
-    profile: str = Field(min_length=1)
-    interval: Duration = 10.0
+    profile: NonEmpty
+    interval: PollInterval = PollInterval(10.0)
     timeout: Duration | None = None  # default: the interval, at most 5s
-    retries: int = Field(default=0, ge=0, le=10)
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
     enabled: bool = True
-    connection: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: float) -> float:
-        if value < 0.01:
-            raise ValueError("interval must be at least 10ms")
-        return value
+    connection: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @property
     def poll_timeout(self) -> float:
         return self.timeout if self.timeout is not None else min(self.interval, 5.0)
 
 
-class AgentConfig(_Section):
+class AgentConfig(Section):
     gateway: GatewaySection
-    mqtt: MqttSection = Field(default_factory=MqttSection)
-    buffer: BufferSection = Field(default_factory=BufferSection)
-    health: HealthSection = Field(default_factory=HealthSection)
-    log: LogSection = Field(default_factory=LogSection)
+    mqtt: MqttSection = msgspec.field(default_factory=MqttSection)
+    buffer: BufferSection = msgspec.field(default_factory=BufferSection)
+    health: HealthSection = msgspec.field(default_factory=HealthSection)
+    log: LogSection = msgspec.field(default_factory=LogSection)
     profiles_dir: Path | None = None
-    devices: list[DeviceSection] = Field(default_factory=list)
+    devices: list[DeviceSection] = msgspec.field(default_factory=list)
 
-    @field_validator("profiles_dir")
-    @classmethod
-    def _profiles_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
-
-    @field_validator("devices")
-    @classmethod
-    def _unique(cls, devices: list[DeviceSection]) -> list[DeviceSection]:
+    def __post_init__(self) -> None:
         seen: set[str] = set()
-        for device in devices:
+        for device in self.devices:
             if device.id in seen:
-                raise ValueError(f"device id {device.id!r} is used twice")
+                raise ValueError(f"devices: device id {device.id!r} is used twice")
             seen.add(device.id)
-        return devices
 
 
 def load_config(path: Path) -> AgentConfig:
     """Raises ``wire.configfile.ConfigError`` naming the file and key."""
     return load_model(AgentConfig, path)
-
-
-REDACTED = "**redacted**"
 
 
 def redact(value: Any) -> Any:
@@ -164,5 +126,5 @@ def redacted(config: AgentConfig) -> dict[str, Any]:
     """The config as a dict with every secret replaced, for ``get-config`` and logs:
     any key named like password/secret/token/key/community/auth*/priv*, at any depth
     (devices' ``connection`` included)."""
-    result: dict[str, Any] = redact(config.model_dump(mode="json"))
+    result: dict[str, Any] = redact(dump(config))
     return result

@@ -3,12 +3,11 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from agent.config import AgentConfig, DeviceSection
 from agent.drivers import DeviceContext, Driver
 from agent.profiles import default_profiles_dir, load_profile
-from wire.configfile import ConfigError, validation_problems
+from wire.configfile import ConfigError
+from wire.structs import ValidationError, convert, problems
 
 
 @dataclass
@@ -51,10 +50,16 @@ def build_device(
     except ConfigError as exc:
         raise ConfigError([f"{source}: {where}.profile: {p}" for p in exc.problems]) from None
     try:
-        connection = driver_cls.Connection.model_validate(section.connection)
+        connection = convert(section.connection, driver_cls.Connection)
     except ValidationError as exc:
-        problems = validation_problems(source, exc, loc_prefix=f"{where}.connection")
-        raise ConfigError([f"{p} [device {section.id}]" for p in problems]) from None
+        lines = problems(
+            source,
+            exc,
+            section.connection,
+            loc_prefix=f"{where}.connection",
+            model=driver_cls.Connection,
+        )
+        raise ConfigError([f"{line} [device {section.id}]" for line in lines]) from None
     context = DeviceContext(
         id=section.id,
         interval=section.interval,

@@ -7,10 +7,9 @@ The file's ``driver`` key picks the driver, whose ``Profile`` model validates th
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from agent.drivers import Driver, UnknownDriver, load_driver
-from wire.configfile import ConfigError, read_yaml, validation_problems
+from wire.configfile import ConfigError, read_yaml
+from wire.structs import ValidationError, convert, problems
 
 
 def default_profiles_dir() -> Path:
@@ -48,9 +47,9 @@ def parse_profile(path: Path) -> tuple[type[Driver], Any]:
     except UnknownDriver as exc:
         raise ConfigError([f"{path}: driver: {exc}"]) from None
     try:
-        profile = driver.Profile.model_validate(data)
+        profile = convert(data, driver.Profile, base_dir=path.parent)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(str(path), exc)) from None
+        raise ConfigError(problems(str(path), exc, data, model=driver.Profile)) from None
     return driver, profile
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -246,7 +247,7 @@ class Ingest:
         if kind == "state":
             self.registry.state(message)
         elif kind == "health":
-            self.last_health[gateway] = message.model_dump(mode="json")
+            self.last_health[gateway] = msgspec.to_builtins(message)
         self.client.ack(mid, 1)
 
     def _dead_letter(

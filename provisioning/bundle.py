@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import ValidationError
 
 import wire
 from provisioning import ca
@@ -32,6 +31,7 @@ from provisioning.files import write_file, write_secret
 from provisioning.gateways import GatewaySpec
 from provisioning.passwords import hash_password, new_password, password_line
 from provisioning.state import GatewayRecord, now
+from wire.broker import BrokerUrl
 
 Auth = Literal["password", "cert"]
 BUFFER_PATH = "/var/lib/pantau/buffer.db"
@@ -40,13 +40,10 @@ SECRET_FILES = ("agent.yaml", PASSWORD_FILE, "client.key")
 
 
 def check_broker_url(url: str) -> str:
-    from agent.config import MqttSection
-
     try:
-        MqttSection(url=url)
-    except ValidationError as exc:
-        msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise ProvisionError(f"--broker {url!r}: {msg}") from None
+        BrokerUrl.parse(url)
+    except ValueError as exc:
+        raise ProvisionError(f"--broker {url!r}: {exc}") from None
     return url
 
 

@@ -16,14 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 import wire
-from provisioning.bundle import check_bundle
+from provisioning.bundle import check_broker_url, check_bundle
 from provisioning.central import Central
 from provisioning.errors import ProvisionError
-from wire.broker import login
+from wire.broker import BrokerUrl, login
 
 CONNECT_TIMEOUT = 10.0
 
@@ -36,7 +37,7 @@ class VerifyResult:
 
 def test_birth(gateway_id: str, site: str, at: float) -> bytes:
     state = wire.State(
-        gateway=gateway_id,
+        gateway=str(gateway_id),  # a plain str: msgspec encodes no str subclass
         seq=0,
         status="online",
         ts=int(at * 1000),
@@ -54,7 +55,7 @@ def publish_birth(
     config = check_bundle(bundle)
     mqtt = config.mqtt
     if broker_url:
-        mqtt = mqtt.model_copy(update={"url": broker_url})
+        mqtt = msgspec.structs.replace(mqtt, url=BrokerUrl(check_broker_url(broker_url)))
     gateway_id = config.gateway.id
     connected = threading.Event()
     acked = threading.Event()

@@ -11,31 +11,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    SecretStr,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-
 from wire.durations import Duration
+from wire.structs import Secret, Section
 
 
-def resolve_path(path: Path | None, info: ValidationInfo) -> Path | None:
-    """A relative path in a config file is relative to the file's own folder."""
-    if path is None or path.is_absolute():
-        return path
-    base = (info.context or {}).get("config_dir")
-    return Path(base) / path if base else path
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TlsSection(_Section):
+class TlsSection(Section):
     """``mqtt.tls``: the CA that signed the broker's certificate, and optionally our own."""
 
     ca_file: Path | None = None
@@ -43,31 +23,18 @@ class TlsSection(_Section):
     key_file: Path | None = None
     insecure: bool = False  # skip the hostname check (lab use only)
 
-    @field_validator("ca_file", "cert_file", "key_file")
-    @classmethod
-    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return resolve_path(value, info)
-
-    @model_validator(mode="after")
-    def _pair(self) -> "TlsSection":
+    def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together")
-        return self
 
 
-class MqttBase(_Section):
-    """The ``mqtt:`` keys every Pantau program has; each adds its own."""
+class BrokerUrl(str):
+    """``mqtt://host:port`` or ``mqtts://host:port``."""
 
-    url: str = "mqtt://127.0.0.1:1883"
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    keepalive: Duration = 30.0
-    tls: TlsSection | None = None
-
-    @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def parse(cls, value: Any) -> "BrokerUrl":
+        if not isinstance(value, str):
+            raise ValueError("expected mqtt://host:port or mqtts://host:port")
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("expected mqtt://host:port or mqtts://host:port")
@@ -75,18 +42,22 @@ class MqttBase(_Section):
             parts.port  # noqa: B018 - validates the port number
         except ValueError as exc:
             raise ValueError(f"bad port: {exc}") from None
-        return value
+        return cls(value)
 
-    @field_validator("password_file")
-    @classmethod
-    def _password_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return resolve_path(value, info)
 
-    @model_validator(mode="after")
-    def _one_password(self) -> "MqttBase":
+class MqttBase(Section):
+    """The ``mqtt:`` keys every Pantau program has; each adds its own."""
+
+    url: BrokerUrl = BrokerUrl("mqtt://127.0.0.1:1883")
+    username: str | None = None
+    password: Secret | None = None
+    password_file: Path | None = None
+    keepalive: Duration = Duration(30.0)
+    tls: TlsSection | None = None
+
+    def __post_init__(self) -> None:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
-        return self
 
     @property
     def host(self) -> str:

@@ -1,43 +1,60 @@
-"""Loading a YAML config file into a pydantic model, shared by the three programs.
+"""Loading a YAML config file into a model, shared by the three programs.
 
 Errors name the file and the key (``agent.yaml: devices[0].interval: ...``).
 Environment variables ``PANTAU_<KEY>__<SUBKEY>`` override keys, e.g.
 ``PANTAU_MQTT__PASSWORD``; they are applied only to keys the model knows.
+
+Config files load into msgspec Structs (:mod:`wire.structs`). :func:`validation_problems`
+formats a pydantic error the same way, for central's rules and provisioning's records.
 """
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-M = TypeVar("M", bound=BaseModel)
+from wire.structs import SECRET_KEY, Section, ValidationError, convert, format_loc, problems
+
+if TYPE_CHECKING:
+    import pydantic
+
+M = TypeVar("M", bound=Section)
 
 ENV_PREFIX = "PANTAU_"
 
-SECRET_KEY = re.compile(
-    r"password|passwd|passphrase|secret|token|key|community|credential|^auth|^priv", re.I
-)
-"""Keys whose values are secrets: never shown in errors, logs or ``get-config``."""
+__all__ = [
+    "ENV_PREFIX",
+    "SECRET_KEY",
+    "ConfigError",
+    "LogLevel",
+    "LogSection",
+    "deep_merge",
+    "describe_error",
+    "env_overrides",
+    "format_loc",
+    "load_model",
+    "read_yaml",
+    "validation_problems",
+]
 
 
-class LogSection(BaseModel):
-    """``log:`` in every program's config."""
+class LogLevel(str):
+    """``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``, any case."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    level: str = "INFO"
-
-    @field_validator("level")
     @classmethod
-    def _level(cls, value: str) -> str:
-        level = value.upper()
+    def parse(cls, value: object) -> "LogLevel":
+        level = str(value).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
-        return level
+        return cls(level)
+
+
+class LogSection(Section):
+    """``log:`` in every program's config."""
+
+    level: LogLevel = LogLevel("INFO")
 
 
 class ConfigError(Exception):
@@ -62,16 +79,6 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError([f"{path}{where}: invalid YAML: {problem}"]) from None
 
 
-def format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "<top level>"
-
-
 def describe_error(err: Any) -> str:
     """One pydantic error as ``<message> (got <value>)``, with secret values hidden."""
     msg = err["msg"].removeprefix("Value error, ")
@@ -87,25 +94,27 @@ def describe_error(err: Any) -> str:
     return f"{msg} (got {value!r})"
 
 
-def validation_problems(source: str, exc: ValidationError, loc_prefix: str = "") -> list[str]:
-    """One line per error: ``<source>: <loc_prefix>.<key path>: <message> (got <value>)``."""
-    problems = []
+def validation_problems(
+    source: str, exc: "pydantic.ValidationError", loc_prefix: str = ""
+) -> list[str]:
+    """One line per pydantic error: ``<source>: <loc_prefix>.<key path>: <message>``."""
+    lines = []
     for err in exc.errors():
         loc = format_loc(err["loc"])
         if loc_prefix:
             loc = loc_prefix if loc == "<top level>" else f"{loc_prefix}.{loc}".replace(".[", "[")
-        problems.append(f"{source}: {loc}: {describe_error(err)}")
-    return problems
+        lines.append(f"{source}: {loc}: {describe_error(err)}")
+    return lines
 
 
-def env_overrides(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, Any]:
+def env_overrides(model: type[Section], environ: Mapping[str, str]) -> dict[str, Any]:
     """``PANTAU_MQTT__PASSWORD=x`` → ``{"mqtt": {"password": "x"}}`` for known top keys."""
     out: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
-        if not path or path[0] not in model.model_fields:
+        if not path or path[0] not in model.__struct_encode_fields__:
             continue
         node = out
         for key in path[:-1]:
@@ -127,21 +136,18 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_model(
-    model: type[M],
-    path: Path,
-    environ: Mapping[str, str] | None = None,
-    context: dict[str, Any] | None = None,
-) -> M:
-    """Read ``path``, apply ``PANTAU_`` overrides, validate; raises ConfigError."""
+def load_model(model: type[M], path: Path, environ: Mapping[str, str] | None = None) -> M:
+    """Read ``path``, apply ``PANTAU_`` overrides, validate; raises ConfigError.
+
+    Relative paths in the file are taken from the file's own folder.
+    """
     data = read_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: expected a mapping of keys at the top level"])
     data = deep_merge(data, env_overrides(model, os.environ if environ is None else environ))
-    ctx = {"config_dir": path.parent, **(context or {})}
     try:
-        return model.model_validate(data, context=ctx)
+        return convert(data, model, base_dir=path.parent)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(str(path), exc)) from None
+        raise ConfigError(problems(str(path), exc, data, model=model)) from None

@@ -1,9 +1,7 @@
 """Durations as written in config and rules files: ``100ms``, ``1s``, ``5m``, ``1h``, ``1d``."""
 
 import re
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator, PlainSerializer
+from typing import Any, ClassVar
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -40,7 +38,27 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-Duration = Annotated[
-    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
-]
-"""A pydantic field type: accepts ``"100ms"`` or seconds, holds seconds as float."""
+class Duration(float):
+    """A config field type: accepts ``"100ms"`` or seconds, holds seconds as a float
+    (see :mod:`wire.structs`; written back as ``"100ms"``).
+
+    A subclass may set ``minimum`` / ``maximum`` (seconds) to bound its field::
+
+        class CommitInterval(Duration):
+            minimum, maximum = 0.01, 60.0
+    """
+
+    minimum: ClassVar[float] = 0.0
+    maximum: ClassVar[float | None] = None
+
+    @classmethod
+    def parse(cls, value: Any) -> "Duration":
+        seconds = parse_duration(value)
+        if seconds < cls.minimum:
+            raise ValueError(f"must be at least {format_duration(cls.minimum)}")
+        if cls.maximum is not None and seconds > cls.maximum:
+            raise ValueError(f"must be at most {format_duration(cls.maximum)}")
+        return cls(seconds)
+
+    def __str__(self) -> str:
+        return format_duration(self)

@@ -2,13 +2,14 @@
 
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+import msgspec
 
 from wire.models import Command, CommandReply, Event, Health, State, Telemetry
+from wire.structs import error_location
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 
-MODELS: dict[str, type[BaseModel]] = {
+MODELS: dict[str, type[msgspec.Struct]] = {
     "telemetry": Telemetry,
     "events": Event,
     "state": State,
@@ -28,8 +29,25 @@ class WireError(ValueError):
         self.detail = detail
 
 
-def encode(model: BaseModel) -> bytes:
-    data = model.model_dump_json(exclude_none=True).encode()
+def _plain(value: Any) -> Any:
+    """A config value in a payload (a ``Duration``, a ``GatewayId``) as its plain type."""
+    for base in (str, float, int):
+        if isinstance(value, base):
+            return base(value)
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def encode(model: msgspec.Struct) -> bytes:
+    """``model`` as JSON, keys whose value is None left out."""
+    data = msgspec.json.encode(_drop_none(msgspec.to_builtins(model, enc_hook=_plain)))
     if len(data) > MAX_PAYLOAD_BYTES:
         raise WireError("too_large", f"{len(data)} bytes > {MAX_PAYLOAD_BYTES}")
     return data
@@ -43,13 +61,15 @@ def decode(kind: str, payload: bytes, topic_gateway: str | None = None) -> Any:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
-        obj = model.model_validate_json(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        if first["type"] == "json_invalid":
-            detail = str(first.get("ctx", {}).get("error", first["msg"]))
-            raise WireError("bad_json", detail) from None
+        obj = msgspec.json.decode(payload, type=model)
+    except msgspec.ValidationError as exc:
+        try:  # msgspec validates while it parses: is the whole payload JSON at all?
+            msgspec.json.decode(payload)
+        except msgspec.DecodeError as bad:
+            raise WireError("bad_json", str(bad)) from None
         raise WireError("schema", _summarize(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise WireError("bad_json", str(exc)) from None
     gateway = getattr(obj, "gateway", None)
     if topic_gateway is not None and gateway is not None and gateway != topic_gateway:
         raise WireError(
@@ -58,12 +78,7 @@ def decode(kind: str, payload: bytes, topic_gateway: str | None = None) -> Any:
     return obj
 
 
-def _summarize(exc: ValidationError, limit: int = 3) -> str:
-    parts = []
-    for err in exc.errors()[:limit]:
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        parts.append(f"{loc}: {err['msg']}")
-    more = exc.error_count() - limit
-    if more > 0:
-        parts.append(f"... and {more} more")
-    return "; ".join(parts)
+def _summarize(exc: msgspec.ValidationError) -> str:
+    """``readings.0.ts: Expected `int` >= 0`` (the first problem; msgspec stops there)."""
+    loc, message = error_location(exc)
+    return f"{'.'.join(str(p) for p in loc) or '<root>'}: {message}"

@@ -6,35 +6,35 @@ A reading's identity is (gateway, device, metric, ts): redelivering it writes th
 same InfluxDB point again.
 """
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, dataclass_transform
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+import msgspec
 
+from wire.structs import FrozenKeywordOnly
 from wire.topics import gateway_id_ok
 
 PAYLOAD_VERSION: Literal[1] = 1
 
 Quality = Literal["good", "bad"]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
-Millis = Annotated[int, Field(ge=0, lt=10**14)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+Millis = Annotated[int, msgspec.Meta(ge=0, lt=10**14)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
 Value = float | int | bool | str | None
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(msgspec.field,))
+class _Model(msgspec.Struct, metaclass=FrozenKeywordOnly, forbid_unknown_fields=True, frozen=True):
+    """Payload models are validated when decoded (:func:`wire.decode`), not when built."""
 
 
 class _Uplink(_Model):
     v: Literal[1] = PAYLOAD_VERSION
     gateway: str
-    seq: Annotated[int, Field(ge=0)]
+    seq: Count
 
-    @field_validator("gateway")
-    @classmethod
-    def _gateway(cls, value: str) -> str:
-        if not gateway_id_ok(value):
-            raise ValueError(f"invalid gateway id {value!r}")
-        return value
+    def __post_init__(self) -> None:
+        if not gateway_id_ok(self.gateway):
+            raise ValueError(f"invalid gateway id {self.gateway!r}")
 
 
 class Reading(_Model):
@@ -51,7 +51,7 @@ class Telemetry(_Uplink):
     """``pantau/v1/<gw>/telemetry``: a batch of readings."""
 
     site: str | None = None
-    readings: list[Reading] = Field(min_length=1)
+    readings: Annotated[list[Reading], msgspec.Meta(min_length=1)]
 
 
 class Event(_Uplink):
@@ -61,7 +61,7 @@ class Event(_Uplink):
     device: Name
     kind: Name
     ts: Millis
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
     error: str | None = None
 
 
@@ -79,8 +79,8 @@ class State(_Uplink):
     ts: Millis
     site: str | None = None
     agent_version: str | None = None
-    profiles: list[str] = Field(default_factory=list)
-    devices: list[DeviceInfo] = Field(default_factory=list)
+    profiles: list[str] = msgspec.field(default_factory=list)
+    devices: list[DeviceInfo] = msgspec.field(default_factory=list)
     reason: str | None = None
 
 
@@ -88,7 +88,7 @@ class DeviceStatus(_Model):
     status: Literal["ok", "failing", "unknown"]
     failing_since: Millis | None = None
     error: str | None = None
-    skipped_ticks: Annotated[int, Field(ge=0)] | None = None  # polls that fell behind, since start
+    skipped_ticks: Count | None = None  # polls that fell behind, since start
 
 
 class Health(_Uplink):
@@ -104,7 +104,7 @@ class Health(_Uplink):
     buffer_depth: int | None = None
     buffer_oldest_age_s: float | None = None
     dropped: int | None = None
-    devices: dict[str, DeviceStatus] = Field(default_factory=dict)
+    devices: dict[str, DeviceStatus] = msgspec.field(default_factory=dict)
 
 
 class Command(_Model):
@@ -113,7 +113,7 @@ class Command(_Model):
     v: Literal[1] = PAYLOAD_VERSION
     id: Name
     name: Name
-    args: dict[str, Any] = Field(default_factory=dict)
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
     ts: Millis | None = None
 
 

@@ -3,9 +3,7 @@
 import ipaddress
 import os
 import re
-from typing import Annotated
-
-from pydantic import AfterValidator
+from typing import Any
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
@@ -14,25 +12,29 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 MARGIN = 0.9
 
 
-def _host(value: str) -> str:
-    value = value.strip()
-    if value.startswith("[") and value.endswith("]"):
-        value = value[1:-1]
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
-    name = value.rstrip(".")
-    if not name or len(name) > 253 or not all(_LABEL.match(p) for p in name.split(".")):
-        raise ValueError(
-            f"{value!r} is not a host name or IP address (give e.g. 10.20.0.5 or cam1.local, "
-            "without scheme or port)"
-        )
-    return value
+class Host(str):
+    """A host name, IPv4 or IPv6 address (brackets allowed and removed), no port."""
 
-
-Host = Annotated[str, AfterValidator(_host)]
-"""A host name, IPv4 or IPv6 address (brackets allowed and removed), no port."""
+    @classmethod
+    def parse(cls, value: Any) -> "Host":
+        if not isinstance(value, str):
+            raise ValueError(
+                f"{value!r} is not a host name or IP address (give e.g. 10.20.0.5 or cam1.local)"
+            )
+        value = value.strip()
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]
+        try:
+            return cls(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        name = value.rstrip(".")
+        if not name or len(name) > 253 or not all(_LABEL.match(p) for p in name.split(".")):
+            raise ValueError(
+                f"{value!r} is not a host name or IP address (give e.g. 10.20.0.5 or cam1.local, "
+                "without scheme or port)"
+            )
+        return cls(value)
 
 
 def budget(device_timeout: float, configured: float | None) -> float:

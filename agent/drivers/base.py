@@ -9,19 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from wire import Quality
+from wire.structs import Section
 
 
 class DriverError(Exception):
     """A poll or connection failed; the poller reports bad readings and retries."""
 
 
-class ProfileBase(BaseModel):
+class ProfileBase(Section):
     """Keys every profile file has; drivers subclass it with their own."""
-
-    model_config = ConfigDict(extra="forbid")
 
     driver: str
     model: str | None = None
@@ -29,8 +26,8 @@ class ProfileBase(BaseModel):
     description: str | None = None
 
 
-class ConnectionBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ConnectionBase(Section):
+    """A device's ``connection:`` keys in agent.yaml; drivers subclass it with their own."""
 
 
 @dataclass(slots=True)

@@ -26,9 +26,9 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+import msgspec
 
 from agent.drivers.base import (
     ConnectionBase,
@@ -52,13 +52,6 @@ DRAIN_AFTER_JOB = 2.0
 """Seconds to wait for the printer's last answers after the POS closed a TCP job."""
 
 
-def _address(value: str | None) -> str | None:
-    if value is None:
-        return None
-    host, port = split_address(value)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def split_address(value: str) -> tuple[str, int]:
     """``"192.168.1.50:9100"`` or ``"[::1]:9100"`` → (host, port)."""
     text = value.strip()
@@ -73,48 +66,50 @@ def split_address(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+class Address(str):
+    """``host:port``, written back as ``host:port`` or ``[v6 host]:port``."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Address":
+        if not isinstance(value, str):
+            raise ValueError("expected host:port, e.g. 192.168.1.50:9100")
+        host, port = split_address(value)
+        return cls(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+
+
 class EscposConnection(ConnectionBase):
     transport: Literal["serial", "tcp"]
     # serial
     pos_port: str | None = None
     printer_port: str | None = None
-    baudrate: int = Field(default=9600, ge=50, le=4_000_000)
+    baudrate: Annotated[int, msgspec.Meta(ge=50, le=4_000_000)] = 9600
     bytesize: Literal[5, 6, 7, 8] = 8
     parity: Literal["N", "E", "O", "M", "S"] = "N"
-    stopbits: float = 1
+    stopbits: float = 1.0
     rtscts: bool = False
     # tcp
-    listen: str | None = None
-    printer: str | None = None
-    connect_timeout: Duration = 5.0
+    listen: Address | None = None
+    printer: Address | None = None
+    connect_timeout: Duration = Duration(5.0)
     # both: keep a copy of every byte from the POS, to check with `pantau-agent receipts`
     capture_file: Path | None = None
-    capture_max_bytes: int = Field(default=16 << 20, ge=0)
+    capture_max_bytes: Annotated[int, msgspec.Meta(ge=0)] = 16 << 20
 
-    @field_validator("stopbits")
-    @classmethod
-    def _stopbits(cls, value: float) -> float:
-        if value not in (1, 1.5, 2):
+    def __post_init__(self) -> None:
+        if self.stopbits not in (1, 1.5, 2):
             raise ValueError("stopbits must be 1, 1.5 or 2")
-        return value
-
-    @model_validator(mode="after")
-    def _by_transport(self) -> "EscposConnection":
         if self.transport == "serial":
             missing = [k for k in ("pos_port", "printer_port") if getattr(self, k) is None]
             extra = [k for k in ("listen", "printer") if getattr(self, k) is not None]
         else:
             missing = [k for k in ("listen", "printer") if getattr(self, k) is None]
             extra = [k for k in ("pos_port", "printer_port") if getattr(self, k) is not None]
-            self.listen = _address(self.listen)
-            self.printer = _address(self.printer)
         if missing:
             raise ValueError(f"transport {self.transport} needs {' and '.join(missing)}")
         if extra:
             raise ValueError(f"{', '.join(extra)} not used with transport {self.transport}")
         if self.transport == "serial" and self.pos_port == self.printer_port:
             raise ValueError("pos_port and printer_port must be different ports")
-        return self
 
 
 class _Capture:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator
+import msgspec
 
 from agent.drivers._net import budget, describe, ms
 from agent.drivers._netcert import CertError, not_after
@@ -45,49 +45,44 @@ class BadResponse(Exception):
     pass
 
 
-def _regex(value: str | None) -> str | None:
-    if value is not None:
+class Regex(str):
+    """A regular expression searched in the answer's body."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Regex":
+        if not isinstance(value, str):
+            raise ValueError("expected a regular expression")
         try:
             re.compile(value)
         except re.error as exc:
             raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
+        return cls(value)
 
 
-def _one_or_list(value: object) -> object:
-    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+class Statuses(list[int]):
+    """HTTP status codes: one (``200``) or a list (``[200, 301]``)."""
 
-
-def _statuses(codes: list[int] | None) -> list[int] | None:
-    for code in codes or []:
-        if not 100 <= code <= 599:
-            raise ValueError(f"{code} is not an HTTP status code (100-599)")
-    return codes
-
-
-Regex = Annotated[str | None, AfterValidator(_regex)]
-Statuses = Annotated[list[int] | None, BeforeValidator(_one_or_list), AfterValidator(_statuses)]
-
-
-class HttpProfile(ProfileBase):
-    method: Literal["GET", "HEAD"] = "GET"
-    expect_status: Statuses = None  # default: any 2xx or 3xx
-    body_regex: Regex = None
-    timeout: Duration = 5.0
-    max_body: int = Field(default=1 << 20, ge=0, le=16 << 20)  # bytes read for body_regex
-
-
-class HttpConnection(ConnectionBase):
-    url: str
-    expect_status: Statuses = None  # overrides the profile; one code or a list
-    body_regex: Regex = None  # overrides the profile
-    verify_tls: bool = True  # False: accept self-signed or expired certificates
-    ca_file: Path | None = None  # trust this CA (a city's own) instead of the system's
-    timeout: Duration | None = None
-
-    @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def parse(cls, value: Any) -> "Statuses":
+        codes = cls()
+        for given in value if isinstance(value, list) else [value]:
+            # "200" from an environment variable is a number too
+            code = int(given) if isinstance(given, str) and given.strip().isdigit() else given
+            if isinstance(code, bool) or not isinstance(code, int):
+                raise ValueError(f"expected a status code or a list of them, got {code!r}")
+            if not 100 <= code <= 599:
+                raise ValueError(f"{code} is not an HTTP status code (100-599)")
+            codes.append(code)
+        return codes
+
+
+class Url(str):
+    """``http://host[:port]/path`` or ``https://...``; no credentials, no spaces."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Url":
+        if not isinstance(value, str):
+            raise ValueError(f"expected http://host/path or https://host/path, got {value!r}")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected http://host/path or https://host/path, got {value!r}")
@@ -99,7 +94,25 @@ class HttpConnection(ConnectionBase):
             raise ValueError("credentials in the URL are not supported")
         if any(c.isspace() for c in value):
             raise ValueError("the URL must not contain spaces (write them as %20)")
-        return value
+        return cls(value)
+
+
+class HttpProfile(ProfileBase):
+    method: Literal["GET", "HEAD"] = "GET"
+    expect_status: Statuses | None = None  # default: any 2xx or 3xx
+    body_regex: Regex | None = None
+    timeout: Duration = Duration(5.0)
+    # bytes read for body_regex
+    max_body: Annotated[int, msgspec.Meta(ge=0, le=16 << 20)] = 1 << 20
+
+
+class HttpConnection(ConnectionBase):
+    url: Url
+    expect_status: Statuses | None = None  # overrides the profile; one code or a list
+    body_regex: Regex | None = None  # overrides the profile
+    verify_tls: bool = True  # False: accept self-signed or expired certificates
+    ca_file: Path | None = None  # trust this CA (a city's own) instead of the system's
+    timeout: Duration | None = None
 
 
 class Answer:

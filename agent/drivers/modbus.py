@@ -13,9 +13,10 @@ points of that request only; a timeout or a lost connection fails the whole poll
 
 import math
 import struct
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+import msgspec
+from msgspec import Meta
 
 from agent.counters import WrappingCounter
 from agent.drivers._modbus_decode import (
@@ -38,6 +39,7 @@ from agent.drivers._modbus_plan import (
 )
 from agent.drivers.base import ConnectionBase, Driver, DriverError, ProfileBase, Sample
 from wire import Duration
+from wire.structs import Section
 
 PointType = Literal[
     "int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "bool"
@@ -46,31 +48,26 @@ INTEGER_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
 UNSIGNED_BITS = {"uint16": 16, "uint32": 32, "uint64": 64}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CounterSpec(_Strict):
+class CounterSpec(Section):
     """A wrapping event counter (see agent/counters.py for how wraps and resets differ)."""
 
-    wrap: int | None = Field(default=None, ge=2)  # default: 2**bits of the point's type
-    per_count: float = Field(default=1.0, gt=0)  # amount per count, e.g. 0.2 mm per tip
-    total_metric: str = Field(min_length=1)
+    wrap: Annotated[int, Meta(ge=2)] | None = None  # default: 2**bits of the point's type
+    per_count: Annotated[float, Meta(gt=0)] = 1.0  # amount per count, e.g. 0.2 mm per tip
+    total_metric: Annotated[str, Meta(min_length=1)]
     total_unit: str | None = None
     rate_metric: str | None = None
     rate_unit: str | None = None
-    rate_per: Duration = 3600.0  # the rate is given per this long (1h → mm/h)
-    max_delta: int | None = Field(default=None, ge=1)  # most counts believable between polls
+    rate_per: Duration = Duration(3600.0)  # the rate is given per this long (1h → mm/h)
+    max_delta: Annotated[int, Meta(ge=1)] | None = None  # most counts believable between polls
     max_gap: Duration | None = None  # no rate over a longer gap between samples
 
 
-class ModbusPoint(_Strict):
-    metric: str = Field(min_length=1, max_length=128)
-    # the pinned key is ``register``; the attribute is ``address`` (BaseModel has a ``register``)
-    address: int = Field(alias="register", ge=0, le=65535)  # zero-based
+class ModbusPoint(Section):
+    metric: Annotated[str, Meta(min_length=1, max_length=128)]
+    # the profile key is ``register``; the attribute is ``address``
+    address: Annotated[int, Meta(ge=0, le=65535)] = msgspec.field(name="register")  # zero-based
     function: Function = "holding"
-    # default: uint16 for registers, bool for coil/discrete
-    type: PointType | None = Field(default=None, validate_default=True)
+    type: PointType | None = None  # default: uint16 for registers, bool for coil/discrete
     word_order: Order = "big"
     byte_order: Order = "big"
     scale: float = 1.0
@@ -79,28 +76,22 @@ class ModbusPoint(_Strict):
     invalid: list[float] | None = None  # raw values meaning "no reading"
     counter: CounterSpec | None = None
 
-    @field_validator("type")
-    @classmethod
-    def _type_fits_function(cls, value: str | None, info: ValidationInfo) -> str:
-        function = info.data.get("function", "holding")
-        bits = function in BIT_FUNCTIONS
-        if value is None:
-            value = "bool" if bits else "uint16"
-        if bits and value != "bool":
-            raise ValueError(f"a {function} is one bit: type must be bool, not {value}")
-        if not bits and value == "bool":
-            raise ValueError(f"type bool is for coil or discrete, not {function} registers")
-        register = info.data.get("address")
-        size = register_count(value)
-        if isinstance(register, int) and register + size > 65536:
-            raise ValueError(
-                f"{value} at register {register} needs {size} registers, past address 65535"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "ModbusPoint":
+    def __post_init__(self) -> None:
         bits = self.function in BIT_FUNCTIONS
+        if self.type is None:
+            self.type = "bool" if bits else "uint16"
+        if bits and self.type != "bool":
+            raise ValueError(
+                f"type: a {self.function} is one bit: type must be bool, not {self.type}"
+            )
+        if not bits and self.type == "bool":
+            raise ValueError(f"type: bool is for coil or discrete, not {self.function} registers")
+        size = register_count(self.type)
+        if self.address + size > 65536:
+            raise ValueError(
+                f"type: {self.type} at register {self.address} needs {size} registers, "
+                "past address 65535"
+            )
         if bits and (self.scale != 1 or self.offset != 0):
             raise ValueError(f"scale and offset don't apply to a {self.function} (a bit)")
         if not math.isfinite(self.scale) or not math.isfinite(self.offset):
@@ -113,7 +104,6 @@ class ModbusPoint(_Strict):
             full = 1 << UNSIGNED_BITS[self.type]
             if self.counter.wrap is not None and self.counter.wrap > full:
                 raise ValueError(f"counter.wrap {self.counter.wrap} exceeds the {self.type} range")
-        return self
 
     @property
     def size(self) -> int:
@@ -132,13 +122,12 @@ class ModbusPoint(_Strict):
 
 
 class ModbusProfile(ProfileBase):
-    points: list[ModbusPoint] = Field(min_length=1)
-    max_gap: int = Field(default=0, ge=0, le=100)  # unused addresses a read may bridge
-    max_registers: int = Field(default=MAX_REGISTERS, ge=1, le=MAX_REGISTERS)  # per request
+    points: Annotated[list[ModbusPoint], Meta(min_length=1)]
+    max_gap: Annotated[int, Meta(ge=0, le=100)] = 0  # unused addresses a read may bridge
+    max_registers: Annotated[int, Meta(ge=1, le=MAX_REGISTERS)] = MAX_REGISTERS  # per request
 
-    @field_validator("points")
-    @classmethod
-    def _no_overlap(cls, points: list[ModbusPoint]) -> list[ModbusPoint]:
+    def __post_init__(self) -> None:
+        points = self.points
         problems = []
         for a, b in overlaps([p.span(i) for i, p in enumerate(points)]):
             first = points[a.index]
@@ -155,56 +144,66 @@ class ModbusProfile(ProfileBase):
                     )
                 seen.setdefault(name, i)
         if problems:
-            raise ValueError("; ".join(problems))
-        return points
+            raise ValueError("points: " + "; ".join(problems))
+
+
+SERIAL_KEYS = ("baudrate", "parity", "stopbits", "bytesize")
 
 
 class ModbusConnection(ConnectionBase):
     transport: Literal["tcp", "rtu"]
     host: str | None = None  # tcp only
-    # tcp: port number (502); rtu: serial device path
-    port: int | str | None = Field(default=None, validate_default=True)
-    unit: int = Field(default=1, ge=0, le=255)  # unit / slave id
-    baudrate: int = Field(default=9600, gt=0)  # rtu only, as are the following
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
+    # tcp: port number (default 502); rtu: serial device path
+    port: int | str | None = None
+    unit: Annotated[int, Meta(ge=0, le=255)] = 1  # unit / slave id
+    # rtu only, as are the following; None = not given (a tcp connection refuses them)
+    baudrate_: Annotated[int, Meta(gt=0)] | None = msgspec.field(default=None, name="baudrate")
+    parity_: Literal["N", "E", "O"] | None = msgspec.field(default=None, name="parity")
+    stopbits_: Literal[1, 2] | None = msgspec.field(default=None, name="stopbits")
+    bytesize_: Literal[7, 8] | None = msgspec.field(default=None, name="bytesize")
 
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("transport") == "rtu" and value is not None:
+    def __post_init__(self) -> None:
+        if self.transport == "rtu" and self.host is not None:
             raise ValueError("host is for transport tcp; rtu uses port: /dev/ttyUSB0")
-        return value
+        self.port = self._checked_port(self.port)
+        if self.transport == "tcp":
+            if not self.host:
+                raise ValueError("transport tcp needs host")
+            given = [key for key in SERIAL_KEYS if getattr(self, f"{key}_") is not None]
+            if given:
+                raise ValueError(f"{', '.join(sorted(given))}: only for transport rtu")
+        elif self.unit == 0 or self.unit > 247:
+            raise ValueError("unit: an RTU unit id is between 1 and 247")
 
-    @field_validator("port")
-    @classmethod
-    def _port(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
-        transport = info.data.get("transport")
-        if transport == "tcp":
+    def _checked_port(self, value: int | str | None) -> int | str | None:
+        if self.transport == "tcp":
             if value is None:
                 return 502
             if isinstance(value, str):
                 if not value.isdigit():
-                    raise ValueError("a TCP port is a number (502)")
+                    raise ValueError("port: a TCP port is a number (502)")
                 value = int(value)
             if not 1 <= value <= 65535:
-                raise ValueError("a TCP port is between 1 and 65535")
-        elif transport == "rtu" and (not isinstance(value, str) or not value.startswith("/")):
-            raise ValueError("rtu needs the serial device path, e.g. port: /dev/ttyUSB0")
+                raise ValueError("port: a TCP port is between 1 and 65535")
+        elif not isinstance(value, str) or not value.startswith("/"):
+            raise ValueError("port: rtu needs the serial device path, e.g. port: /dev/ttyUSB0")
         return value
 
-    @model_validator(mode="after")
-    def _complete(self) -> "ModbusConnection":
-        if self.transport == "tcp":
-            if not self.host:
-                raise ValueError("transport tcp needs host")
-            serial_keys = {"baudrate", "parity", "stopbits", "bytesize"} & self.model_fields_set
-            if serial_keys:
-                raise ValueError(f"{', '.join(sorted(serial_keys))}: only for transport rtu")
-        elif self.unit == 0 or self.unit > 247:
-            raise ValueError("an RTU unit id is between 1 and 247")
-        return self
+    @property
+    def baudrate(self) -> int:
+        return 9600 if self.baudrate_ is None else self.baudrate_
+
+    @property
+    def parity(self) -> Literal["N", "E", "O"]:
+        return self.parity_ or "N"
+
+    @property
+    def stopbits(self) -> Literal[1, 2]:
+        return self.stopbits_ or 1
+
+    @property
+    def bytesize(self) -> Literal[7, 8]:
+        return self.bytesize_ or 8
 
     def describe(self) -> str:
         if self.transport == "tcp":

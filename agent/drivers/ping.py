@@ -29,9 +29,9 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+import msgspec
 
 from agent.drivers._net import Host, budget, ms
 from agent.drivers.base import (
@@ -42,7 +42,7 @@ from agent.drivers.base import (
     ProfileBase,
     Sample,
 )
-from wire import Duration
+from wire import Duration, parse_duration
 
 Method = Literal["auto", "dgram", "raw", "binary"]
 
@@ -56,33 +56,33 @@ TOKEN = 8  # random bytes starting each payload
 RTT = ("rtt_min_ms", "rtt_avg_ms", "rtt_max_ms")
 
 
-class PingProfile(ProfileBase):
-    count: int = Field(default=3, ge=1, le=100)
-    spacing: Duration = 0.2  # between two echo requests
-    timeout: Duration = 1.0  # wait for replies after the last request
-    size: int = Field(default=56, ge=TOKEN, le=1452)  # payload bytes, like ping -s
+Count = Annotated[int, msgspec.Meta(ge=1, le=100)]
 
-    @field_validator("timeout")
+
+class Timeout(Duration):
+    """A duration that must be more than 0."""
+
     @classmethod
-    def _positive(cls, value: float) -> float:
-        if value <= 0:
+    def parse(cls, value: Any) -> "Timeout":
+        seconds = parse_duration(value)
+        if seconds <= 0:
             raise ValueError("timeout must be more than 0")
-        return value
+        return cls(seconds)
+
+
+class PingProfile(ProfileBase):
+    count: Count = 3
+    spacing: Duration = Duration(0.2)  # between two echo requests
+    timeout: Timeout = Timeout(1.0)  # wait for replies after the last request
+    size: Annotated[int, msgspec.Meta(ge=TOKEN, le=1452)] = 56  # payload bytes, like ping -s
 
 
 class PingConnection(ConnectionBase):
     host: Host
-    count: int | None = Field(default=None, ge=1, le=100)  # overrides the profile
-    timeout: Duration | None = None  # overrides the profile
+    count: Count | None = None  # overrides the profile
+    timeout: Timeout | None = None  # overrides the profile
     method: Method = "auto"
     family: Literal["auto", "ipv4", "ipv6"] = "auto"
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
-            raise ValueError("timeout must be more than 0")
-        return value
 
 
 @dataclass

@@ -20,22 +20,65 @@ import math
 import re
 import threading
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from msgspec import Meta
 
 from agent.drivers.base import ConnectionBase, Driver, DriverError, ProfileBase, Sample
+from wire.structs import Section
 
 READ_SLICE = 0.05  # seconds a blocking read may take before we look at the clock again
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Pattern(str):
+    """A regular expression with named groups, matched against the whole (stripped) line."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Pattern":
+        if not isinstance(value, str) or not value:
+            raise ValueError("expected a regular expression, e.g. R(?P<range>\\d+)")
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        if not compiled.groupindex:
+            raise ValueError("the pattern needs named groups, e.g. R(?P<range>\\d+)")
+        return cls(value)
 
 
-class LineMetric(_Strict):
-    metric: str = Field(min_length=1, max_length=128)
-    group: str = Field(min_length=1)  # named group of the pattern holding the number
+class Terminator(str):
+    @classmethod
+    def parse(cls, value: Any) -> "Terminator":
+        if not isinstance(value, str):
+            raise ValueError('expected the line end as a string, e.g. "\\r"')
+        if not value:
+            raise ValueError("terminator can't be empty")
+        return cls(value)
+
+
+class Encoding(str):
+    @classmethod
+    def parse(cls, value: Any) -> "Encoding":
+        if not isinstance(value, str):
+            raise ValueError("expected an encoding name, e.g. ascii")
+        try:
+            "x".encode(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        return cls(value)
+
+
+class DevicePath(str):
+    @classmethod
+    def parse(cls, value: Any) -> "DevicePath":
+        if not isinstance(value, str) or not value.startswith("/"):
+            raise ValueError("the serial device path, e.g. /dev/ttyUSB0")
+        return cls(value)
+
+
+class LineMetric(Section):
+    metric: Annotated[str, Meta(min_length=1, max_length=128)]
+    group: Annotated[str, Meta(min_length=1)]  # named group of the pattern holding the number
     scale: float = 1.0
     offset: float = 0.0
     unit: str | None = None
@@ -43,43 +86,15 @@ class LineMetric(_Strict):
 
 
 class SerialAsciiProfile(ProfileBase):
-    pattern: str = Field(min_length=1)  # regex matched against the whole line (stripped)
-    terminator: str = "\r"  # line end, e.g. "\r", "\n" or "\r\n"
-    encoding: str = "ascii"
+    pattern: Pattern  # regex matched against the whole line (stripped)
+    terminator: Terminator = Terminator("\r")  # line end, e.g. "\r", "\n" or "\r\n"
+    encoding: Encoding = Encoding("ascii")
     poll_command: str | None = None  # sent before each read, e.g. "R\r"
-    max_line: int = Field(default=256, ge=4, le=4096)  # bytes before a line counts as garbage
-    max_lines: int = Field(default=5, ge=1, le=100)  # lines tried per poll for a match
-    metrics: list[LineMetric] = Field(min_length=1)
+    max_line: Annotated[int, Meta(ge=4, le=4096)] = 256  # bytes before a line counts as garbage
+    max_lines: Annotated[int, Meta(ge=1, le=100)] = 5  # lines tried per poll for a match
+    metrics: Annotated[list[LineMetric], Meta(min_length=1)]
 
-    @field_validator("pattern")
-    @classmethod
-    def _pattern(cls, value: str) -> str:
-        try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression: {exc}") from None
-        if not compiled.groupindex:
-            raise ValueError("the pattern needs named groups, e.g. R(?P<range>\\d+)")
-        return value
-
-    @field_validator("terminator")
-    @classmethod
-    def _terminator(cls, value: str) -> str:
-        if not value:
-            raise ValueError("terminator can't be empty")
-        return value
-
-    @field_validator("encoding")
-    @classmethod
-    def _encoding(cls, value: str) -> str:
-        try:
-            "x".encode(value)
-        except LookupError:
-            raise ValueError(f"unknown encoding {value!r}") from None
-        return value
-
-    @model_validator(mode="after")
-    def _groups_exist(self) -> "SerialAsciiProfile":
+    def __post_init__(self) -> None:
         groups = re.compile(self.pattern).groupindex
         problems = []
         seen: set[str] = set()
@@ -94,22 +109,14 @@ class SerialAsciiProfile(ProfileBase):
             seen.add(metric.metric)
         if problems:
             raise ValueError("; ".join(problems))
-        return self
 
 
 class SerialAsciiConnection(ConnectionBase):
-    port: str  # /dev/ttyUSB0
-    baudrate: int = Field(default=9600, gt=0)
+    port: DevicePath  # /dev/ttyUSB0
+    baudrate: Annotated[int, Meta(gt=0)] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
-
-    @field_validator("port")
-    @classmethod
-    def _port(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("the serial device path, e.g. /dev/ttyUSB0")
-        return value
 
 
 class LineError(Exception):

@@ -5,31 +5,30 @@ the sample time, so a lost or duplicated reading shows as a gap or a repeat.
 """
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import Meta
 
 from agent.drivers.base import ConnectionBase, Driver, DriverError, ProfileBase, Sample
+from wire.structs import Section
 
 
-class SimMetric(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    metric: str = Field(min_length=1)
+class SimMetric(Section):
+    metric: Annotated[str, Meta(min_length=1)]
     kind: Literal["counter", "sine", "constant"] = "counter"
     unit: str | None = None
     amplitude: float = 1.0
-    period: float = Field(default=3600.0, gt=0)
+    period: Annotated[float, Meta(gt=0)] = 3600.0
     value: float = 0.0
 
 
 class SimProfile(ProfileBase):
-    metrics: list[SimMetric] = Field(min_length=1)
+    metrics: Annotated[list[SimMetric], Meta(min_length=1)]
 
 
 class SimConnection(ConnectionBase):
     fail: bool = False  # always fail, to exercise bad-quality paths
-    delay: float = Field(default=0.0, ge=0)  # seconds each poll takes
+    delay: Annotated[float, Meta(ge=0)] = 0.0  # seconds each poll takes
 
 
 class SimulatedDriver(Driver):

@@ -24,15 +24,7 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+import msgspec
 from pysnmp.hlapi.v3arch import asyncio as hlapi
 from pysnmp.proto import rfc1902, rfc1905
 
@@ -47,6 +39,7 @@ from agent.drivers.base import (
     Sample,
 )
 from wire import Duration
+from wire.structs import Secret, Section
 
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 _OID = re.compile(r"^\.?[0-2](\.\d+)+$")
@@ -74,89 +67,92 @@ MISSING = {
 }
 
 
-def _oid(value: str) -> str:
-    if not _OID.match(value):
-        raise ValueError(
-            f"{value!r} is not a numeric OID (write e.g. 1.3.6.1.2.1.1.3.0; MIB names are not "
-            "looked up)"
-        )
-    return value.lstrip(".")
+class Oid(str):
+    """A numeric OID (``1.3.6.1.2.1.1.3.0``; a leading dot is allowed and removed)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Oid":
+        if not isinstance(value, str) or not _OID.match(value):
+            raise ValueError(
+                f"{value!r} is not a numeric OID (write e.g. 1.3.6.1.2.1.1.3.0; MIB names are "
+                "not looked up)"
+            )
+        return cls(value.lstrip("."))
 
 
-Oid = Annotated[str, AfterValidator(_oid)]
+class Version(str):
+    """The SNMP version: ``2c`` or ``3`` (``3`` may be written as a number)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Version":
+        text = str(value).lower() if isinstance(value, int | float | str) else value
+        if isinstance(value, bool) or text not in ("2c", "3"):
+            raise ValueError(f"version must be '2c' or '3', got {value!r}")
+        return cls(text)
 
 
-class SnmpPoint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class V3Key(Secret):
+    """An SNMPv3 authentication or privacy passphrase: at least 8 characters."""
 
-    metric: str = Field(min_length=1, max_length=128)
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: Any) -> "V3Key":
+        key = Secret.parse(value).get_secret_value()
+        if len(key) < 8:
+            raise ValueError("SNMPv3 keys are at least 8 characters")
+        return cls(key)
+
+
+class SnmpPoint(Section):
+    metric: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     oid: Oid
-    index: int | Literal["if_index"] | None = None  # appended to the OID
+    index: Annotated[int, msgspec.Meta(ge=0)] | Literal["if_index"] | None = None  # OID suffix
     kind: Literal["value", "rate", "flag", "text"] = "value"
     scale: float = 1.0
     offset: float = 0.0
-    one_of: list[int] = Field(default_factory=list)  # kind flag: values that mean 1
-    invalid: list[float] = Field(default_factory=list)  # raw values that mean "no reading"
+    one_of: list[int] = msgspec.field(default_factory=list)  # kind flag: values that mean 1
+    invalid: list[float] = msgspec.field(default_factory=list)  # raw values: "no reading"
     unit: str | None = None
 
-    @model_validator(mode="after")
-    def _kind(self) -> "SnmpPoint":
+    def __post_init__(self) -> None:
         if self.kind == "flag" and not self.one_of:
             raise ValueError("a flag point needs one_of: the values that mean 1 (e.g. [5])")
         if self.kind != "flag" and self.one_of:
             raise ValueError("one_of is only for kind: flag")
-        if self.index is not None and isinstance(self.index, int) and self.index < 0:
-            raise ValueError("index must not be negative")
-        return self
 
 
 class SnmpProfile(ProfileBase):
-    if_index: int | None = Field(default=None, ge=1)  # default row for ``index: if_index``
-    uptime_oid: Oid = SYS_UPTIME  # read with rate points, to notice restarts
-    timeout: Duration = 2.0
-    max_oids: int = Field(default=20, ge=1, le=100)  # OIDs per GET request
-    points: list[SnmpPoint] = Field(min_length=1)
+    if_index: Annotated[int, msgspec.Meta(ge=1)] | None = None  # row for ``index: if_index``
+    uptime_oid: Oid = Oid(SYS_UPTIME)  # read with rate points, to notice restarts
+    timeout: Duration = Duration(2.0)
+    max_oids: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20  # OIDs per GET request
+    points: Annotated[list[SnmpPoint], msgspec.Meta(min_length=1)]
 
-    @field_validator("points")
-    @classmethod
-    def _unique(cls, points: list[SnmpPoint]) -> list[SnmpPoint]:
+    def __post_init__(self) -> None:
         seen: set[str] = set()
-        for point in points:
+        for point in self.points:
             if point.metric in seen:
-                raise ValueError(f"metric {point.metric!r} is listed twice")
+                raise ValueError(f"points: metric {point.metric!r} is listed twice")
             seen.add(point.metric)
-        return points
 
 
 class SnmpConnection(ConnectionBase):
     host: Host
-    port: int = Field(default=161, ge=1, le=65535)
-    version: Literal["2c", "3"] = "2c"
-    community: SecretStr | None = None  # v2c
-    user: str | None = Field(default=None, min_length=1, max_length=32)  # v3
-    auth_key: SecretStr | None = None  # v3: at least 8 characters
-    priv_key: SecretStr | None = None  # v3: at least 8 characters
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 161
+    version: Version = Version("2c")
+    community: Secret | None = None  # v2c
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None  # v3
+    auth_key: V3Key | None = None  # v3: at least 8 characters
+    priv_key: V3Key | None = None  # v3: at least 8 characters
     auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA"
     priv_protocol: Literal["DES", "AES", "AES192", "AES256", "AES192C", "AES256C"] = "AES"
     context: str = ""  # v3 context name
-    if_index: int | None = Field(default=None, ge=1)  # the interface row for IF-MIB points
+    if_index: Annotated[int, msgspec.Meta(ge=1)] | None = None  # the row for IF-MIB points
     timeout: Duration | None = None  # per poll, all tries together
-    retries: int = Field(default=1, ge=0, le=5)  # resend a lost request within one poll
+    retries: Annotated[int, msgspec.Meta(ge=0, le=5)] = 1  # resend a lost request in one poll
 
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version(cls, value: Any) -> Any:
-        return str(value).lower() if isinstance(value, int | float | str) else value
-
-    @field_validator("auth_key", "priv_key")
-    @classmethod
-    def _key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 8:
-            raise ValueError("SNMPv3 keys are at least 8 characters")
-        return value
-
-    @model_validator(mode="after")
-    def _version_keys(self) -> "SnmpConnection":
+    def __post_init__(self) -> None:
         v3_keys = [k for k in ("user", "auth_key", "priv_key") if getattr(self, k) is not None]
         if self.version == "2c":
             if self.community is None:
@@ -170,7 +166,6 @@ class SnmpConnection(ConnectionBase):
                 raise ValueError("community: only for version 2c")
             if self.priv_key is not None and self.auth_key is None:
                 raise ValueError("priv_key needs auth_key too (authPriv)")
-        return self
 
 
 def _missing(value: Any) -> str | None:

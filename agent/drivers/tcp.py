@@ -13,9 +13,9 @@ import codecs
 import re
 import socket
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+import msgspec
 
 from agent.drivers._net import Host, budget, describe, ms
 from agent.drivers.base import ConnectionBase, Driver, ProfileBase, Sample
@@ -24,41 +24,49 @@ from wire import Duration
 MAX_ANSWER = 4096  # bytes read while waiting for ``expect``
 
 
-def _unescape(value: str | None) -> str | None:
-    """``\\r\\n`` style escapes, so single-quoted YAML works as well as double-quoted."""
-    if value is None:
-        return None
-    try:
-        return codecs.decode(value.encode("latin-1", "backslashreplace"), "unicode_escape")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"bad escape in {value!r}: {exc.reason}") from None
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 
 
-def _regex(value: str | None) -> str | None:
-    if value is not None:
+class Escaped(str):
+    """Text sent to the device; ``\\r\\n`` style escapes are turned into their bytes, so
+    single-quoted YAML works as well as double-quoted."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Escaped":
+        if not isinstance(value, str):
+            raise ValueError("expected text")
+        try:
+            return cls(codecs.decode(value.encode("latin-1", "backslashreplace"), "unicode_escape"))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"bad escape in {value!r}: {exc.reason}") from None
+
+
+class BytesRegex(str):
+    """A regular expression searched in the device's answer (as bytes)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "BytesRegex":
+        if not isinstance(value, str):
+            raise ValueError("expected a regular expression")
         try:
             re.compile(value.encode("latin-1", "backslashreplace"))
         except re.error as exc:
             raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
-
-
-Escaped = Annotated[str | None, AfterValidator(_unescape)]
-BytesRegex = Annotated[str | None, AfterValidator(_regex)]
+        return cls(value)
 
 
 class TcpProfile(ProfileBase):
-    port: int | None = Field(default=None, ge=1, le=65535)  # default port for this kind of device
-    send: Escaped = None  # sent after connecting; escapes like \r\n allowed
-    expect: BytesRegex = None  # regex the first answer must match (searched, bytes)
-    timeout: Duration = 3.0
+    port: Port | None = None  # default port for this kind of device
+    send: Escaped | None = None  # sent after connecting; escapes like \r\n allowed
+    expect: BytesRegex | None = None  # regex the first answer must match (searched, bytes)
+    timeout: Duration = Duration(3.0)
 
 
 class TcpConnection(ConnectionBase):
     host: Host
-    port: int | None = Field(default=None, ge=1, le=65535)  # overrides the profile
-    send: Escaped = None  # overrides the profile
-    expect: BytesRegex = None  # overrides the profile
+    port: Port | None = None  # overrides the profile
+    send: Escaped | None = None  # overrides the profile
+    expect: BytesRegex | None = None  # overrides the profile
     timeout: Duration | None = None
 
 

@@ -7,8 +7,8 @@ parameter lengths, so images and codes are never read as text), then
 :class:`ReceiptReader` chains the three for one profile.
 
 Nothing here raises on input bytes: a receipt that can't be read comes out
-with ``error`` set and its raw bytes. Profile mistakes are pydantic
-validation errors raised when the profile is loaded.
+with ``error`` set and its raw bytes. Profile mistakes are validation
+errors (``wire.structs.ValidationError``) raised when the profile is loaded.
 """
 
 from agent.escpos.assembler import RawReceipt, ReceiptAssembler

@@ -7,13 +7,14 @@ file and the key (``labels.total.match[2]: invalid regular expression ...``).
 
 import codecs
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+import msgspec
 
 from agent.drivers.base import ProfileBase
 from agent.escpos.numbers import Thousands
-from wire import Duration
+from wire.durations import Duration
+from wire.structs import Section
 
 # Epson's ESC t table, for the code pages Python can decode. A printer model
 # with another table overrides entries with ``code_pages:`` in its profile.
@@ -48,7 +49,55 @@ EPSON_CODE_PAGES: dict[int, str] = {
 }
 
 
-def _codec(name: str) -> str:
+def _pattern(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a regular expression in quotes")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+    return value
+
+
+class Regex(str):
+    """A regular expression that compiles."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Regex":
+        return cls(_pattern(value))
+
+
+class DateRegex(str):
+    """A date pattern with the named groups ``d``, ``m`` and ``y``."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "DateRegex":
+        groups = re.compile(_pattern(value)).groupindex
+        missing = [g for g in ("d", "m", "y") if g not in groups]
+        if missing:
+            raise ValueError(
+                f"date pattern {value!r} needs the named groups (?P<d>..), (?P<m>..), (?P<y>..);"
+                f" missing {', '.join(missing)}"
+            )
+        return cls(value)
+
+
+class TimeRegex(str):
+    """A time pattern with the named groups ``H`` and ``M``."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "TimeRegex":
+        groups = re.compile(_pattern(value)).groupindex
+        if "H" not in groups or "M" not in groups:
+            raise ValueError(
+                f"time pattern {value!r} needs the named groups (?P<H>..) and (?P<M>..)"
+            )
+        return cls(value)
+
+
+def _codec(name: Any) -> str:
+    if not isinstance(name, str):
+        raise ValueError("expected a code page name, e.g. cp858")
     try:
         codecs.lookup(name)
     except LookupError:
@@ -56,39 +105,36 @@ def _codec(name: str) -> str:
     return name
 
 
-def _regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
-    return pattern
+class CodePage(str):
+    """A code page Python can decode (``cp858``, ``cp1252``...)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "CodePage":
+        return cls(_codec(value))
 
 
-def _date_regex(pattern: str) -> str:
-    groups = re.compile(_regex(pattern)).groupindex
-    missing = [g for g in ("d", "m", "y") if g not in groups]
-    if missing:
-        raise ValueError(
-            f"date pattern {pattern!r} needs the named groups (?P<d>..), (?P<m>..), (?P<y>..);"
-            f" missing {', '.join(missing)}"
-        )
-    return pattern
+class CodePageTable(dict[int, str]):
+    """``ESC t`` number (0-255) → code page; an error names the number."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "CodePageTable":
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping of ESC t numbers to code pages, e.g. {16: cp1252}")
+        table = cls()
+        for key, name in value.items():
+            number = key if isinstance(key, int) and not isinstance(key, bool) else None
+            if isinstance(key, str) and key.strip().isdigit():
+                number = int(key)
+            if number is None or not 0 <= number <= 255:
+                raise ValueError(f"ESC t numbers are 0-255, got {key!r}")
+            try:
+                table[number] = _codec(name)
+            except ValueError as exc:
+                raise ValueError(f"ESC t {number}: {exc}") from None
+        return table
 
 
-def _time_regex(pattern: str) -> str:
-    groups = re.compile(_regex(pattern)).groupindex
-    if "H" not in groups or "M" not in groups:
-        raise ValueError(f"time pattern {pattern!r} needs the named groups (?P<H>..) and (?P<M>..)")
-    return pattern
-
-
-Regex = Annotated[str, AfterValidator(_regex)]
-DateRegex = Annotated[str, AfterValidator(_date_regex)]
-TimeRegex = Annotated[str, AfterValidator(_time_regex)]
-CodePage = Annotated[str, AfterValidator(_codec)]
-
-
-class FieldRule(BaseModel):
+class FieldRule(Section):
     """Where one field is printed: label patterns tried in order on each line.
 
     The first ``match`` pattern that finds a line (not matching any ``exclude``)
@@ -98,33 +144,27 @@ class FieldRule(BaseModel):
     with no amount after it takes an amount alone on the next line.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    match: list[Regex] = Field(default_factory=list)
-    exclude: list[Regex] = Field(default_factory=list)
+    match: list[Regex] = msgspec.field(default_factory=list)
+    exclude: list[Regex] = msgspec.field(default_factory=list)
     pick: Literal["first", "last"] = "first"
 
 
-class Labels(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    receipt_no: FieldRule = Field(default_factory=FieldRule)
-    subtotal: FieldRule = Field(default_factory=FieldRule)
-    service: FieldRule = Field(default_factory=FieldRule)
-    tax: FieldRule = Field(default_factory=FieldRule)
-    total: FieldRule = Field(default_factory=FieldRule)
-    items: FieldRule = Field(default_factory=FieldRule)
+class Labels(Section):
+    receipt_no: FieldRule = msgspec.field(default_factory=FieldRule)
+    subtotal: FieldRule = msgspec.field(default_factory=FieldRule)
+    service: FieldRule = msgspec.field(default_factory=FieldRule)
+    tax: FieldRule = msgspec.field(default_factory=FieldRule)
+    total: FieldRule = msgspec.field(default_factory=FieldRule)
+    items: FieldRule = msgspec.field(default_factory=FieldRule)
 
 
-class DateRules(BaseModel):
+class DateRules(Section):
     """The receipt's date and time: ``dates`` patterns (groups d, m, y and
     optionally H, M, S) tried in order; when the matching line has no time, the
     ``times`` patterns are tried on that line and the next."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    dates: list[DateRegex] = Field(default_factory=list)
-    times: list[TimeRegex] = Field(default_factory=list)
+    dates: list[DateRegex] = msgspec.field(default_factory=list)
+    times: list[TimeRegex] = msgspec.field(default_factory=list)
     pick: Literal["first", "last"] = "first"
 
 
@@ -137,31 +177,23 @@ def _total_only() -> list[RequiredField]:
 
 class EscposProfile(ProfileBase):
     driver: Literal["escpos"]
-    code_page: CodePage = "cp858"
-    code_pages: dict[int, CodePage] = Field(default_factory=dict)
-    """``ESC t n`` numbers that differ from Epson's table (which covers the rest)."""
-    idle_gap: Duration = 2.0
+    code_page: CodePage = CodePage("cp858")
+    code_pages: CodePageTable = msgspec.field(default_factory=CodePageTable)
+    """``ESC t`` numbers that differ from Epson's table (which covers the rest)."""
+    idle_gap: Duration = Duration(2.0)
     """Silence that ends a receipt when the printer is not told to cut; 0 turns it off."""
-    max_receipt_bytes: int = Field(default=65536, ge=1024, le=98304)
+    max_receipt_bytes: Annotated[int, msgspec.Meta(ge=1024, le=98304)] = 65536
     """Raw bytes kept (and sent base64) per receipt; the rest is counted, not kept.
     At most 96 KiB, so an event with its text stays under the 256 KiB wire limit."""
-    max_lines: int = Field(default=1000, ge=10, le=10000)
+    max_lines: Annotated[int, msgspec.Meta(ge=10, le=10000)] = 1000
     """Text lines in one receipt; past this the receipt is closed (ended_by "size")."""
     send_text: bool = True
     thousands: Thousands = "auto"
     ignore_case: bool = True
-    labels: Labels = Field(default_factory=Labels)
-    datetime: DateRules = Field(default_factory=DateRules)
-    required: list[RequiredField] = Field(default_factory=_total_only)
+    labels: Labels = msgspec.field(default_factory=Labels)
+    datetime: DateRules = msgspec.field(default_factory=DateRules)
+    required: list[RequiredField] = msgspec.field(default_factory=_total_only)
     """Fields whose absence makes the receipt an error (it is still sent)."""
-
-    @field_validator("code_pages")
-    @classmethod
-    def _code_page_numbers(cls, value: dict[int, str]) -> dict[int, str]:
-        bad = [n for n in value if not 0 <= n <= 255]
-        if bad:
-            raise ValueError(f"ESC t numbers are 0-255, got {bad}")
-        return value
 
     def code_page_table(self) -> dict[int, str]:
         return {**EPSON_CODE_PAGES, **self.code_pages}

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from central.alerts.schedule import Schedule
 from central.alerts.templates import template_problems
-from wire import Duration
+from central.durations import Duration
 from wire.configfile import ConfigError, describe_error, format_loc, read_yaml
 
 RuleName = Annotated[

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from wire import Duration
+from central.durations import Duration
 
 Text = Annotated[str, StringConstraints(max_length=1000)]
 IncidentState = Literal["firing", "acknowledged", "silenced", "resolved"]

@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.config import AgentConfig, redacted
 from scripts.services import Mosquitto
 from tests.agent.test_faults import AgentProcess, Recorder, wait_for, write_config
+from wire.structs import convert
 
 SECRETS = ["s3cret-mqtt-pw", "community-s3cret", "authkey-s3cret", "privkey-s3cret", "tok-s3cret"]
 
@@ -201,7 +202,7 @@ def test_reload_config_applies_a_good_file_and_keeps_the_old_on_a_bad_one(
 
 def test_redacted_hides_secret_keys_at_any_depth(tmp_path: Path) -> None:
     path = config_with_secrets(tmp_path / "agent.yaml", "gw-red", 1883, DEVICES)
-    config = AgentConfig.model_validate(yaml.safe_load(path.read_text()))
+    config = convert(yaml.safe_load(path.read_text()), AgentConfig)
     text = json.dumps(redacted(config))
     for secret in SECRETS:
         assert secret not in text

@@ -4,6 +4,7 @@ label traps, code pages, receipt boundaries, size caps and profile errors."""
 import random
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from agent.escpos import EscposProfile, ReceiptAssembler, ReceiptParser, ReceiptReader
@@ -305,7 +306,7 @@ def test_idle_gap_zero_turns_it_off():
 
 
 def test_raw_bytes_past_the_cap_are_counted_not_kept(profile):
-    small = profile.model_copy(update={"max_receipt_bytes": 2048})
+    small = msgspec.structs.replace(profile, max_receipt_bytes=2048)
     logo = samples.Receipt().raster(width_bytes=72, height=100).bytes()  # 7 kB
     data = logo + b"TOTAL 50.000\n" + GS + b"V\x00"
     [(record, error)] = read_all(small, data)
@@ -316,7 +317,7 @@ def test_raw_bytes_past_the_cap_are_counted_not_kept(profile):
 
 
 def test_too_many_lines_split_the_receipt(profile):
-    short = profile.model_copy(update={"max_lines": 10})
+    short = msgspec.structs.replace(profile, max_lines=10)
     [(first, _), (second, _)] = read_all(short, b"line\n" * 15 + b"TOTAL 1.000\n")
     assert first["ended_by"] == "size" and len(first["text"].split("\n")) == 10
     assert second["total"] == 1000 and second["ended_by"] == "end"
@@ -362,13 +363,17 @@ def write_profile(tmp_path: Path, body: str) -> Path:
             "invalid regular expression",
         ),
         ("code_page: cp9999\n", "code_page", "unknown code page"),
-        ("code_pages: {16: klingon}\n", "code_pages[16]", "unknown code page"),
+        ("code_pages: {16: klingon}\n", "code_pages", "ESC t 16: unknown code page 'klingon'"),
+        ("code_pages: {300: cp437}\n", "code_pages", "ESC t numbers are 0-255, got 300"),
         ("datetime:\n  dates: ['(?P<d>\\d+)/(?P<m>\\d+)']\n", "datetime.dates[0]", "missing y"),
         ("datetime:\n  times: ['(\\d+):(\\d+)']\n", "datetime.times[0]", "(?P<H>..)"),
         ("idle_gap: soon\n", "idle_gap", "invalid duration"),
-        ("max_receipt_bytes: 10\n", "max_receipt_bytes", "greater than or equal"),
+        ("max_receipt_bytes: 10\n", "max_receipt_bytes", "Expected `int` >= 1024 (got 10)"),
+        ("max_lines: 20000\n", "max_lines", "Expected `int` <= 10000 (got 20000)"),
         ("labels:\n  totl: {match: []}\n", "labels.totl", "unknown key"),
-        ("required: [colour]\n", "required[0]", "Input should be"),
+        ("required: [colour]\n", "required[0]", "Invalid enum value 'colour'"),
+        ("labels:\n  total:\n    pick: middle\n", "labels.total.pick", "Invalid enum value"),
+        ("labels:\n  tax:\n    exclude: [42]\n", "labels.tax.exclude[0]", "expected a regular"),
     ],
 )
 def test_a_broken_profile_names_the_file_and_the_key(tmp_path, body, where, says):
@@ -385,7 +390,7 @@ def test_the_largest_receipt_event_still_fits_the_wire_limit(profile):
 
     import wire
 
-    big = profile.model_copy(update={"max_receipt_bytes": 98304, "max_lines": 10000})
+    big = msgspec.structs.replace(profile, max_receipt_bytes=98304, max_lines=10000)
     logo = samples.Receipt().raster(width_bytes=72, height=1000).bytes()  # 72 kB
     text = (bytes(range(0x80, 0x100)) * 2 + b"\n") * 800  # ~410 kB of non-ASCII text
     [(record, error)] = read_all(big, logo + text + b"TOTAL 1.000\n")
@@ -401,13 +406,13 @@ def test_the_largest_receipt_event_still_fits_the_wire_limit(profile):
 
 
 def test_profile_code_page_table_overrides_epson_numbers(profile):
-    own = profile.model_copy(update={"code_pages": {16: "cp437"}})
+    own = msgspec.structs.replace(profile, code_pages={16: "cp437"})
     data = ESC + b"t\x10" + b"Caf\x82\nTOTAL 1\n" + GS + b"V\x00"
     assert read_all(own, data)[0][0]["text"].startswith("Café")  # cp437, not cp1252
     assert read_all(profile, data)[0][0]["text"].startswith("Caf\u201a")  # cp1252
 
 
 def test_thousands_setting_of_the_profile_is_used(profile):
-    comma = ReceiptParser(profile.model_copy(update={"thousands": "comma"}))
+    comma = ReceiptParser(msgspec.structs.replace(profile, thousands="comma"))
     assert comma.parse(["TOTAL 1.500"]).total == 2  # one and a half, rounded
     assert ReceiptParser(profile).parse(["TOTAL 1.500"]).total == 1500

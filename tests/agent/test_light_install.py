@@ -1,5 +1,6 @@
 """A gateway installs ``pantau[agent]`` only: nothing the agent imports may need the
-server-side packages (FastAPI, uvicorn, the InfluxDB client, httpx)."""
+server-side packages (FastAPI, uvicorn, the InfluxDB client, httpx), nor pydantic, which
+would cost a Raspberry Pi ~13 MiB of memory for nothing (the agent's models are msgspec)."""
 
 import subprocess
 import sys
@@ -7,7 +8,16 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER_SIDE = ("fastapi", "uvicorn", "influxdb_client", "httpx", "starlette", "cryptography")
+SERVER_SIDE = (
+    "fastapi",
+    "uvicorn",
+    "influxdb_client",
+    "httpx",
+    "starlette",
+    "cryptography",
+    "pydantic",
+    "pydantic_core",
+)
 
 BLOCKER = """
 import importlib.abc, sys
@@ -32,8 +42,11 @@ def test_agent_extra_lists_no_server_side_package():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
-    names = {dep.split(">")[0].split("<")[0].split("=")[0].strip() for dep in extras["agent"]}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = extras["agent"] + project["dependencies"]
+    names = {dep.split(">")[0].split("<")[0].split("=")[0].strip() for dep in deps}
     assert not names & {"fastapi", "uvicorn", "influxdb-client", "httpx", "cryptography"}
+    assert "pydantic" not in names
 
 
 def test_every_agent_module_and_driver_imports_without_server_side_packages():

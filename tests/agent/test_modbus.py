@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from agent.clock import SystemClock
 from agent.config import DeviceSection
@@ -27,6 +26,7 @@ from agent.poller import Poller
 from agent.profiles import parse_profile
 from scripts.services import free_port
 from wire.configfile import ConfigError
+from wire.structs import ValidationError, convert, error_location
 
 TYPES = ["int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64"]
 ORDERS = [("big", "big"), ("little", "big"), ("big", "little"), ("little", "little")]
@@ -189,14 +189,14 @@ def test_float_on_a_coil_is_refused_naming_file_and_field(tmp_path: Path) -> Non
         tmp_path,
         "driver: modbus\npoints:\n  - {metric: x, register: 0, function: coil, type: float32}\n",
     )
-    assert "points[0].type" in message and "must be bool" in message
+    assert "points[0]: type: a coil is one bit: type must be bool, not float32" in message
 
 
 def test_bool_on_a_register_is_refused(tmp_path: Path) -> None:
     message = problems_of(
         tmp_path, "driver: modbus\npoints:\n  - {metric: x, register: 0, type: bool}\n"
     )
-    assert "points[0].type" in message
+    assert "points[0]: type: bool is for coil or discrete, not holding registers" in message
 
 
 def test_overlapping_points_are_refused(tmp_path: Path) -> None:
@@ -213,9 +213,10 @@ def test_register_past_the_address_space_is_refused(tmp_path: Path) -> None:
     message = problems_of(
         tmp_path, "driver: modbus\npoints:\n  - {metric: x, register: 65534, type: float64}\n"
     )
-    assert "points[0].type" in message and "past address 65535" in message
+    assert "points[0]: type: float64 at register 65534 needs 4 registers" in message
+    assert "past address 65535" in message
     message = problems_of(tmp_path, "driver: modbus\npoints:\n  - {metric: x, register: -1}\n")
-    assert "points[0].register" in message
+    assert "points[0].register: Expected `int` >= 0" in message
 
 
 @pytest.mark.parametrize(
@@ -248,14 +249,15 @@ def test_duplicate_metrics_including_counter_metrics_are_refused(tmp_path: Path)
 
 
 def test_defaults_fill_the_type() -> None:
-    profile = ModbusProfile.model_validate(
+    profile = convert(
         {
             "driver": "modbus",
             "points": [
                 {"metric": "a", "register": 0},
                 {"metric": "b", "register": 0, "function": "coil"},
             ],
-        }
+        },
+        ModbusProfile,
     )
     assert [p.type for p in profile.points] == ["uint16", "bool"]
 
@@ -264,9 +266,9 @@ def test_defaults_fill_the_type() -> None:
 
 
 def test_tcp_and_rtu_connections() -> None:
-    tcp = ModbusConnection.model_validate({"transport": "tcp", "host": "10.0.0.5"})
+    tcp = convert({"transport": "tcp", "host": "10.0.0.5"}, ModbusConnection)
     assert (tcp.port, tcp.unit) == (502, 1)
-    rtu = ModbusConnection.model_validate(
+    rtu = convert(
         {
             "transport": "rtu",
             "port": "/dev/ttyUSB0",
@@ -274,28 +276,36 @@ def test_tcp_and_rtu_connections() -> None:
             "parity": "E",
             "stopbits": 1,
             "unit": 3,
-        }
+        },
+        ModbusConnection,
     )
     assert (rtu.port, rtu.baudrate, rtu.parity, rtu.unit) == ("/dev/ttyUSB0", 19200, "E", 3)
+    assert (rtu.stopbits, rtu.bytesize) == (1, 8)  # defaults of the keys not given
+    tcp = convert({"transport": "tcp", "host": "h", "port": "1502"}, ModbusConnection)
+    assert tcp.port == 1502
 
 
 @pytest.mark.parametrize(
-    ("connection", "words"),
+    ("connection", "loc", "words"),
     [
-        ({"transport": "tcp"}, "needs host"),
-        ({"transport": "tcp", "host": "h", "port": 70000}, "between 1 and 65535"),
-        ({"transport": "tcp", "host": "h", "baudrate": 9600}, "baudrate: only for transport rtu"),
-        ({"transport": "rtu", "port": 502}, "serial device path"),
-        ({"transport": "rtu", "port": "/dev/ttyUSB0", "host": "h"}, "host is for transport tcp"),
-        ({"transport": "rtu", "port": "/dev/ttyUSB0", "parity": "X"}, "'N', 'E' or 'O'"),
-        ({"transport": "rtu", "port": "/dev/ttyUSB0", "unit": 0}, "between 1 and 247"),
-        ({"transport": "udp", "host": "h"}, "'tcp' or 'rtu'"),
+        ({"transport": "tcp"}, (), "transport tcp needs host"),
+        ({"transport": "tcp", "host": "h", "port": 70000}, (), "port: a TCP port is between 1"),
+        ({"transport": "tcp", "host": "h", "port": "http"}, (), "port: a TCP port is a number"),
+        ({"transport": "tcp", "host": "h", "baudrate": 9600}, (), "baudrate: only for transport"),
+        ({"transport": "rtu", "port": 502}, (), "port: rtu needs the serial device path"),
+        ({"transport": "rtu", "port": "/dev/ttyUSB0", "host": "h"}, (), "host is for transport"),
+        ({"transport": "rtu", "port": "/dev/ttyUSB0", "parity": "X"}, ("parity",), "'X'"),
+        ({"transport": "rtu", "port": "/dev/ttyUSB0", "unit": 0}, (), "unit: an RTU unit id is"),
+        ({"transport": "rtu", "port": "/dev/ttyUSB0", "unit": 300}, ("unit",), "<= 255"),
+        ({"transport": "udp", "host": "h"}, ("transport",), "'udp'"),
+        ({"transport": "tcp", "host": "h", "slave": 2}, ("slave",), "unknown key"),
     ],
 )
-def test_bad_connections_are_explained(connection: dict, words: str) -> None:
+def test_bad_connections_are_explained(connection: dict, loc: tuple, words: str) -> None:
     with pytest.raises(ValidationError) as info:
-        ModbusConnection.model_validate(connection)
-    assert words in str(info.value)
+        convert(connection, ModbusConnection)
+    where, message = error_location(info.value)
+    assert where == loc and words in message
 
 
 def test_bad_connection_in_agent_yaml_names_the_device(tmp_path: Path) -> None:

@@ -16,13 +16,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from pydantic import ValidationError
 
 from agent.drivers import DeviceContext
 from agent.drivers._netcert import CertError, not_after
 from agent.drivers.http import HttpConnection, HttpDriver
 from agent.profiles import load_profile
 from scripts.services import free_port
+from wire.structs import ValidationError, convert, error_location
 
 PROFILES = Path(__file__).resolve().parents[2] / "firmware-profiles"
 CERT_DAYS = 30
@@ -149,7 +149,7 @@ def make(
     cls, parsed = load_profile(PROFILES, profile)
     assert cls is HttpDriver
     return HttpDriver(
-        DeviceContext("app-1", 60.0, timeout, 0), parsed, HttpConnection(**connection)
+        DeviceContext("app-1", 60.0, timeout, 0), parsed, convert(connection, HttpConnection)
     )
 
 
@@ -262,17 +262,26 @@ def test_certificate_expiry_is_read_from_der(cert_files: tuple[Path, Path, dt.da
 
 
 @pytest.mark.parametrize(
-    ("connection", "message"),
+    ("connection", "key", "message"),
     [
-        ({"url": "ftp://example.org/"}, "expected http"),
-        ({"url": "http:///path"}, "expected http"),
-        ({"url": "http://127.0.0.1:99999/"}, "bad port"),
-        ({"url": "http://a b/"}, "spaces"),
-        ({"url": "http://user:pw@host/"}, "credentials"),
-        ({"url": "http://h/", "expect_status": 999}, "not an HTTP status"),
-        ({"url": "http://h/", "body_regex": "(unclosed"}, "invalid regular expression"),
+        ({"url": "ftp://example.org/"}, "url", "expected http"),
+        ({"url": "http:///path"}, "url", "expected http"),
+        ({"url": "http://127.0.0.1:99999/"}, "url", "bad port"),
+        ({"url": "http://a b/"}, "url", "spaces"),
+        ({"url": "http://user:pw@host/"}, "url", "credentials"),
+        ({"url": "http://h/", "expect_status": 999}, "expect_status", "not an HTTP status"),
+        ({"url": "http://h/", "expect_status": [200, "ok"]}, "expect_status", "'ok'"),
+        ({"url": "http://h/", "body_regex": "(unclosed"}, "body_regex", "invalid regular"),
     ],
 )
-def test_bad_connections_are_refused(connection: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
-        HttpConnection.model_validate(connection)
+def test_bad_connections_are_refused(connection: dict[str, Any], key: str, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        convert(connection, HttpConnection)
+    loc, reason = error_location(caught.value)
+    assert loc == (key,) and message in reason, (loc, reason)
+
+
+@pytest.mark.parametrize(("written", "codes"), [(200, [200]), ([200, 301], [200, 301])])
+def test_expect_status_is_one_code_or_a_list(written: Any, codes: list[int]) -> None:
+    connection = convert({"url": "http://h/", "expect_status": written}, HttpConnection)
+    assert connection.expect_status == codes

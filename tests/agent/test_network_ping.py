@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from agent.drivers import DeviceContext, DriverError
 from agent.drivers.ping import PingConnection, PingDriver, PingProfile, parse_ping_output
+from wire.structs import ValidationError, convert, error_location
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,8 +47,8 @@ def driver(host: str, method: str = "auto", timeout: float = 2.0, **profile: Any
     settings = {"driver": "ping", "count": 3, "spacing": 0.02, "timeout": 0.5, **profile}
     return PingDriver(
         DeviceContext("ping-1", 10.0, timeout, 0),
-        PingProfile.model_validate(settings),
-        PingConnection(host=host, method=method),  # type: ignore[arg-type]
+        convert(settings, PingProfile),
+        convert({"host": host, "method": method}, PingConnection),
     )
 
 
@@ -88,7 +88,8 @@ def test_shipped_profile_pings_loopback() -> None:
     from agent.profiles import load_profile
 
     cls, profile = load_profile(ROOT / "firmware-profiles", "network/ping")
-    d = cls(DeviceContext("p", 30.0, 5.0, 0), profile, PingConnection(host="127.0.0.1"))
+    connection = convert({"host": "127.0.0.1"}, PingConnection)
+    d = cls(DeviceContext("p", 30.0, 5.0, 0), profile, connection)
     readings = poll(d)  # type: ignore[arg-type]
     assert_answered(readings)
     assert [m for m, _u in d.metrics()] == list(readings)
@@ -125,20 +126,22 @@ def test_garbage_ping_output_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("connection", "message"),
+    ("connection", "key", "message"),
     [
-        ({"host": "http://10.0.0.1/"}, "not a host name"),
-        ({"host": "10.0.0.1:80"}, "not a host name"),
-        ({"host": ""}, "not a host name"),
-        ({"host": "10.0.0.1", "count": 0}, "count"),
-        ({"host": "10.0.0.1", "timeout": "0s"}, "more than 0"),
-        ({"host": "10.0.0.1", "method": "icmp"}, "method"),
-        ({"host": "10.0.0.1", "hots": "x"}, "hots"),
+        ({"host": "http://10.0.0.1/"}, "host", "not a host name"),
+        ({"host": "10.0.0.1:80"}, "host", "not a host name"),
+        ({"host": ""}, "host", "not a host name"),
+        ({"host": "10.0.0.1", "count": 0}, "count", ">= 1"),
+        ({"host": "10.0.0.1", "timeout": "0s"}, "timeout", "more than 0"),
+        ({"host": "10.0.0.1", "method": "icmp"}, "method", "'icmp'"),
+        ({"host": "10.0.0.1", "hots": "x"}, "hots", "unknown key"),
     ],
 )
-def test_bad_connections_are_refused(connection: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
-        PingConnection.model_validate(connection)
+def test_bad_connections_are_refused(connection: dict[str, Any], key: str, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        convert(connection, PingConnection)
+    loc, reason = error_location(caught.value)
+    assert loc == (key,) and message in reason, (loc, reason)
 
 
 def test_echoes_that_cannot_fit_in_the_poll_timeout_fail_clearly() -> None:
@@ -148,7 +151,7 @@ def test_echoes_that_cannot_fit_in_the_poll_timeout_fail_clearly() -> None:
 
 
 def test_ipv6_host_in_brackets_is_accepted() -> None:
-    assert PingConnection.model_validate({"host": "[::1]"}).host == "::1"
+    assert convert({"host": "[::1]"}, PingConnection).host == "::1"
 
 
 # --- inside a private network namespace ------------------------------------------------------

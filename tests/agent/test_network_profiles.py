@@ -7,6 +7,7 @@ import pytest
 from agent.drivers import DeviceContext
 from agent.profiles import all_profiles, load_profile, parse_profile
 from wire.configfile import ConfigError
+from wire.structs import convert
 
 PROFILES = Path(__file__).resolve().parents[2] / "firmware-profiles"
 NETWORK = [name for name in all_profiles(PROFILES) if name.startswith("network/")]
@@ -27,7 +28,7 @@ def test_the_five_required_profiles_are_shipped() -> None:
 def test_network_profile_loads_and_lists_its_metrics(name: str) -> None:
     driver_cls, profile = load_profile(PROFILES, name)
     assert profile.description, f"{name}: say what the profile is for"
-    connection = driver_cls.Connection.model_validate(CONNECTIONS[driver_cls.name])
+    connection = convert(CONNECTIONS[driver_cls.name], driver_cls.Connection)
     driver = driver_cls(DeviceContext("d", 60.0, 5.0, 0), profile, connection)
     metrics = [metric for metric, _unit in driver.metrics()]
     assert metrics and len(metrics) == len(set(metrics))

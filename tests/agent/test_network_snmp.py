@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from pydantic import ValidationError
 
 from agent.cli import main as agent_main
 from agent.clock import SystemClock
@@ -22,6 +21,7 @@ from agent.profiles import load_profile, parse_profile
 from scripts.snmpd import FAKE_IF_INDEX, Snmpd, free_udp_port
 from tests.agent.snmp_fixtures import snmpd_fixture, uptime  # noqa: F401
 from wire.configfile import ConfigError
+from wire.structs import ValidationError, convert, dump, error_location
 
 PROFILES = Path(__file__).resolve().parents[2] / "firmware-profiles"
 UPS = "1.3.6.1.2.1.33.1"
@@ -61,7 +61,7 @@ def make(profile: str, connection: dict[str, Any], timeout: float = 2.0) -> Snmp
     driver_cls, parsed = load_profile(PROFILES, profile)
     assert driver_cls is SnmpDriver
     return SnmpDriver(
-        DeviceContext("dev-1", 60.0, timeout, 0), parsed, SnmpConnection.model_validate(connection)
+        DeviceContext("dev-1", 60.0, timeout, 0), parsed, convert(connection, SnmpConnection)
     )
 
 
@@ -85,7 +85,7 @@ def values(samples: dict[str, Sample]) -> dict[str, Any]:
 
 # --- golden cases: network/snmp-ups -------------------------------------------------------
 
-UPS_ON_BATTERY = {
+UPS_ON_BATTERY: dict[str, Any] = {
     "served": {
         f"{UPS}.4.1.0": ("integer", 5),  # upsOutputSource: battery
         f"{UPS}.2.1.0": ("integer", 2),  # upsBatteryStatus: normal
@@ -109,7 +109,7 @@ UPS_ON_BATTERY = {
     },
 }
 
-UPS_ON_MAINS = {
+UPS_ON_MAINS: dict[str, Any] = {
     "served": {
         f"{UPS}.4.1.0": ("integer", 3),  # normal
         f"{UPS}.2.1.0": ("integer", 1),  # battery status unknown
@@ -261,7 +261,7 @@ def test_missing_if_index_is_reported_before_polling(tmp_path: Path, snmpd: Snmp
     path.write_text(text)
     _cls, profile = parse_profile(path)
     driver = SnmpDriver(
-        DeviceContext("dev-1", 60.0, 1.0, 0), profile, SnmpConnection.model_validate(v2c(snmpd))
+        DeviceContext("dev-1", 60.0, 1.0, 0), profile, convert(v2c(snmpd), SnmpConnection)
     )
     with pytest.raises(DriverError, match="if_index"):
         run(driver.open())
@@ -270,45 +270,60 @@ def test_missing_if_index_is_reported_before_polling(tmp_path: Path, snmpd: Snmp
 # --- config validation ---------------------------------------------------------------------
 
 
+V3 = {"host": "10.0.0.1", "version": 3, "user": "u"}
+
+
 @pytest.mark.parametrize(
-    ("connection", "message"),
+    ("connection", "key", "message"),
     [
-        ({"host": "10.0.0.1"}, "version 2c needs a community"),
-        ({"host": "10.0.0.1", "version": 3}, "version 3 needs a user"),
-        ({"host": "10.0.0.1", "version": 3, "user": "u", "auth_key": "short"}, "at least 8"),
-        ({"host": "10.0.0.1", "version": 3, "user": "u", "priv_key": "12345678"}, "auth_key"),
-        ({"host": "10.0.0.1", "community": "c", "user": "u"}, "only for version 3"),
-        ({"host": "10.0.0.1", "community": "c", "version": 1}, "version"),
-        ({"host": "http://10.0.0.1", "community": "c"}, "not a host name"),
-        ({"host": "10.0.0.1", "community": "c", "port": 70000}, "port"),
+        # rules across keys are reported at the top level; the message names the keys
+        ({"host": "10.0.0.1"}, None, "version 2c needs a community"),
+        ({"host": "10.0.0.1", "version": 3}, None, "version 3 needs a user"),
+        ({**V3, "auth_key": "short"}, "auth_key", "at least 8"),
+        ({**V3, "priv_key": "12345678"}, None, "priv_key needs auth_key"),
+        ({"host": "10.0.0.1", "community": "c", "user": "u"}, None, "user: only for version 3"),
+        ({**V3, "community": "c"}, None, "community: only for version 2c"),
+        ({"host": "10.0.0.1", "community": "c", "version": 1}, "version", "'2c' or '3'"),
+        ({"host": "http://10.0.0.1", "community": "c"}, "host", "not a host name"),
+        ({"host": "10.0.0.1", "community": "c", "port": 70000}, "port", "<= 65535"),
     ],
 )
-def test_bad_connections_are_refused(connection: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
-        SnmpConnection.model_validate(connection)
+def test_bad_connections_are_refused(
+    connection: dict[str, Any], key: str | None, message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        convert(connection, SnmpConnection)
+    loc, reason = error_location(caught.value)
+    assert loc == ((key,) if key else ()) and message in reason, (loc, reason)
+
+
+def test_version_may_be_a_number_or_any_case() -> None:
+    assert convert({"host": "h", "version": "2C", "community": "c"}, SnmpConnection).version == "2c"
+    assert convert({**V3, "version": 3}, SnmpConnection).version == "3"
 
 
 def test_secrets_never_show_in_repr_or_dump() -> None:
-    conn = SnmpConnection.model_validate(
+    conn = convert(
         {
             "host": "h",
             "version": "3",
             "user": "u",
             "auth_key": "SECRET-AUTH",
             "priv_key": "SECRET-PRIV",
-        }
+        },
+        SnmpConnection,
     )
-    shown = repr(conn) + str(conn.model_dump()) + conn.model_dump_json()
+    shown = repr(conn) + str(conn) + json.dumps(dump(conn))
     assert "SECRET" not in shown
     assert conn.auth_key is not None and conn.auth_key.get_secret_value() == "SECRET-AUTH"
-    community = SnmpConnection.model_validate({"host": "h", "community": "SECRET-COMM"})
-    assert "SECRET" not in repr(community) + community.model_dump_json()
+    community = convert({"host": "h", "community": "SECRET-COMM"}, SnmpConnection)
+    assert "SECRET" not in repr(community) + json.dumps(dump(community))
 
 
 def test_get_config_redacts_snmp_secrets(tmp_path: Path) -> None:
     from agent.config import AgentConfig, redacted
 
-    config = AgentConfig.model_validate(
+    config = convert(
         {
             "gateway": {"id": "gw-test-01", "site": "lab"},
             "devices": [
@@ -319,7 +334,8 @@ def test_get_config_redacts_snmp_secrets(tmp_path: Path) -> None:
                     "connection": {"user": "u", "auth_key": "AUTH-X", "priv_key": "PRIV-X"},
                 },
             ],
-        }
+        },
+        AgentConfig,
     )
     shown = json.dumps(redacted(config))
     for secret in ("COMM-X", "AUTH-X", "PRIV-X"):

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from agent.drivers import DeviceContext
 from agent.drivers.tcp import TcpConnection, TcpDriver
 from agent.profiles import load_profile
 from scripts.services import free_port
+from wire.structs import ValidationError, convert, error_location
 
 PROFILES = Path(__file__).resolve().parents[2] / "firmware-profiles"
 
@@ -80,7 +80,9 @@ def rtsp(request: bytes) -> bytes | None:
 def make(profile: str, connection: dict[str, Any], timeout: float = 2.0) -> TcpDriver:
     cls, parsed = load_profile(PROFILES, profile)
     assert cls is TcpDriver
-    return TcpDriver(DeviceContext("cam-1", 60.0, timeout, 0), parsed, TcpConnection(**connection))
+    return TcpDriver(
+        DeviceContext("cam-1", 60.0, timeout, 0), parsed, convert(connection, TcpConnection)
+    )
 
 
 def poll(driver: TcpDriver) -> dict[str, Any]:
@@ -141,17 +143,19 @@ def test_connection_overrides_send_and_expect(listen: Callable[..., Listener]) -
 
 
 @pytest.mark.parametrize(
-    ("connection", "message"),
+    ("connection", "key", "message"),
     [
-        ({"host": "10.0.0.1", "port": 0}, "port"),
-        ({"host": "10.0.0.1", "port": 554, "expect": "("}, "invalid regular expression"),
-        ({"host": "bad host", "port": 554}, "not a host name"),
-        ({"port": 554}, "host"),
+        ({"host": "10.0.0.1", "port": 0}, "port", ">= 1"),
+        ({"host": "10.0.0.1", "port": 554, "expect": "("}, "expect", "invalid regular expression"),
+        ({"host": "bad host", "port": 554}, "host", "not a host name"),
+        ({"port": 554}, "host", "required key is missing"),
     ],
 )
-def test_bad_connections_are_refused(connection: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
-        TcpConnection.model_validate(connection)
+def test_bad_connections_are_refused(connection: dict[str, Any], key: str, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        convert(connection, TcpConnection)
+    loc, reason = error_location(caught.value)
+    assert loc == (key,) and message in reason, (loc, reason)
 
 
 def test_no_port_anywhere_is_reported_as_down() -> None:

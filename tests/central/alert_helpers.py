@@ -12,6 +12,7 @@ from typing import Any
 import wire
 from central.alerts.service import AlertService
 from central.config import CentralConfig
+from wire.structs import convert
 
 SECRET = "s3cret-for-tests"
 
@@ -143,7 +144,7 @@ def config(
     url: str,
     **alerts: Any,
 ) -> CentralConfig:
-    return CentralConfig.model_validate(
+    return convert(
         {
             "influx": {"url": "http://127.0.0.1:9", "database": "unused"},
             "data_dir": str(tmp_path / "data"),
@@ -151,7 +152,8 @@ def config(
             "webhooks": [{"name": "ops", "url": url, "secret": SECRET, "timeout": "2s"}],
             "alerts": {"evaluation_interval": "1s", **alerts},
             "api": {"external_url": "http://central.example:8080"},
-        }
+        },
+        CentralConfig,
     )
 
 

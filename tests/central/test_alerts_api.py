@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from central.config import CentralConfig
 from central.service import Central
 from tests.central.alert_helpers import SECRET, Receiver, birth, telemetry, write_rules
+from wire.structs import convert
 
 RULES = """
 rules:
@@ -25,13 +26,14 @@ rules:
 
 @pytest.fixture
 def central(tmp_path: Path, receiver: Receiver) -> Iterator[Central]:
-    config = CentralConfig.model_validate(
+    config = convert(
         {
             "influx": {"url": "http://127.0.0.1:9", "database": "unused"},
             "data_dir": str(tmp_path / "data"),
             "rules_file": str(write_rules(tmp_path / "rules.yaml", RULES)),
             "webhooks": [{"name": "ops", "url": receiver.url, "secret": SECRET}],
-        }
+        },
+        CentralConfig,
     )
     c = Central(config)
     yield c

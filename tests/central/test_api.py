@@ -12,14 +12,16 @@ from central.api.app import create_app
 from central.config import CentralConfig
 from central.service import Central
 from scripts.services import InfluxDB
+from wire.structs import convert
 
 OPEN = {"/healthz", "/readyz"}
 
 
 @pytest.fixture
 def central(tmp_path: Path, influx: InfluxDB, influx_db: str) -> Iterator[Central]:
-    config = CentralConfig.model_validate(
-        {"influx": {"url": influx.url, "database": influx_db}, "data_dir": str(tmp_path)}
+    config = convert(
+        {"influx": {"url": influx.url, "database": influx_db}, "data_dir": str(tmp_path)},
+        CentralConfig,
     )
     c = Central(config)
     yield c
@@ -223,7 +225,7 @@ def test_series_validates_its_parameters(client: TestClient, reader: dict[str, s
 
 def test_v2_reads_with_influxdb_down_answer_502(tmp_path: Path) -> None:
     """v2 reads go through Flux (tests/central/test_queries_v2.py); nothing listens here."""
-    config = CentralConfig.model_validate(
+    config = convert(
         {
             "influx": {
                 "url": "http://127.0.0.1:9",
@@ -233,7 +235,8 @@ def test_v2_reads_with_influxdb_down_answer_502(tmp_path: Path) -> None:
                 "token": "t",
             },
             "data_dir": str(tmp_path),
-        }
+        },
+        CentralConfig,
     )
     central = Central(config)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from central.config import load_config
+from central.config import load_config, redacted
 
 
 def check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -44,6 +44,9 @@ def test_the_pinned_example_is_valid_and_check_hides_secrets(tmp_path):
     assert "hunter2" not in result.stdout + result.stderr
 
 
+V1 = "influx:\n  url: http://127.0.0.1:8086\n  api: v1\n  database: pantau\n"
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -69,6 +72,30 @@ def test_the_pinned_example_is_valid_and_check_hides_secrets(tmp_path):
             "influx:\n  url: http://127.0.0.1:8086\n  api: v1\n  database: pantau\n"
             "mqtt:\n  url: mqtt://x:1883\n  password: topsecret-1\n  password_file: p\n",
             "mqtt: give password or password_file, not both",
+        ),
+        (
+            f"{V1}mqtt:\n  receive_maximum: 0\n",
+            "mqtt.receive_maximum: Expected `int` >= 1 (got 0)",
+        ),
+        (
+            f"{V1}mqtt:\n  shared_group: a/b\n",
+            "mqtt.shared_group: a shared group name must be non-empty without '/', '+' or '#'",
+        ),
+        (f"{V1}offline_after: soon\n", "offline_after: invalid duration 'soon'"),
+        ("api:\n  listen: 127.0.0.1:8080\n", "influx: required key is missing"),
+        (
+            f"{V1}webhooks:\n  - name: ops\n    url: http://127.0.0.1:9/hook\n",
+            "webhooks[0]: a webhook needs 'secret' or 'secret_file' to sign its payloads",
+        ),
+        (
+            f"{V1}webhooks:\n  - name: ops\n    url: mailto:x@y\n    secret: topsecret-2\n",
+            "webhooks[0].url: expected an http:// or https:// URL",
+        ),
+        (
+            f"{V1}webhooks:\n"
+            "  - {name: ops, url: 'http://127.0.0.1:9/a', secret: topsecret-3}\n"
+            "  - {name: ops, url: 'http://127.0.0.1:9/b', secret: topsecret-4}\n",
+            "webhooks: webhook name 'ops' is used twice",
         ),
     ],
 )
@@ -102,3 +129,36 @@ def test_missing_file_is_named(tmp_path):
     result = check(tmp_path / "nope.yaml")
     assert result.returncode == 2
     assert f"{tmp_path / 'nope.yaml'}: cannot read" in result.stderr
+
+
+def test_relative_paths_are_taken_from_the_config_files_folder(tmp_path):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "influx.token").write_text("tok-from-file\n")
+    path = folder / "central.yaml"
+    path.write_text(
+        "influx:\n  url: http://127.0.0.1:8086/\n  api: v2\n  org: kota\n  bucket: pantau\n"
+        "  token_file: influx.token\n"
+        "data_dir: data\nrules_file: rules.yaml\n"
+    )
+    config = load_config(path)
+    assert config.data_dir == folder / "data"
+    assert config.rules_file == folder / "rules.yaml"
+    assert config.influx.secret("token") == "tok-from-file"
+    assert config.influx.url == "http://127.0.0.1:8086"  # trailing slash dropped
+    assert config.mqtt.session_expiry == 7 * 86400.0  # defaults are there too
+
+
+def test_redacted_hides_every_secret(tmp_path):
+    path = tmp_path / "central.yaml"
+    path.write_text(
+        GOOD.format(data=tmp_path / "data")
+        + "webhooks:\n  - {name: ops, url: 'http://127.0.0.1:9/a', secret: hook-secret}\n"
+    )
+    data = redacted(load_config(path))
+    assert data["mqtt"]["password"] == "**redacted**"
+    assert data["webhooks"][0]["secret"] == "**redacted**"
+    assert data["influx"]["password"] is None
+    assert data["mqtt"]["keepalive"] == "30s"
+    assert data["data_dir"] == str(tmp_path / "data")
+    assert "hunter2" not in repr(data) and "hook-secret" not in repr(data)

@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 import wire
+import wire.structs
 from central.lineprotocol import Encoder, escape_tag, field_value, quote_string
 from scripts.services import InfluxDB
 
@@ -38,7 +39,8 @@ def _write(influx: InfluxDB, db: str, lines: list[str]) -> None:
 
 
 def _telemetry(readings: list[dict], site: str | None = "kota") -> wire.Telemetry:
-    return wire.Telemetry(gateway="gw-lp", seq=1, site=site, readings=readings)
+    data = {"gateway": "gw-lp", "seq": 1, "site": site, "readings": readings}
+    return wire.structs.convert(data, wire.Telemetry)  # validated, as wire.decode would
 
 
 def test_tricky_device_and_metric_names_round_trip(influx: InfluxDB, influx_db: str) -> None:

@@ -24,6 +24,7 @@ from tests.central.influx_v2_query_server import (
     error_csv,
     json_error,
 )
+from wire.structs import convert
 
 ORG, TOKEN, BUCKET = "diskominfo-bogor", "tok-Secret-4242", "pantau"
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z
@@ -37,8 +38,8 @@ def rfc(ms: int) -> str:
 
 def config(tmp_path: Path, url: str, **influx: str) -> CentralConfig:
     section = {"url": url, "api": "v2", "org": ORG, "bucket": BUCKET, "token": TOKEN}
-    return CentralConfig.model_validate(
-        {"influx": section | {"timeout": "3s"} | influx, "data_dir": str(tmp_path)}
+    return convert(
+        {"influx": section | {"timeout": "3s"} | influx, "data_dir": str(tmp_path)}, CentralConfig
     )
 
 

@@ -1,12 +1,14 @@
 """The wire contract: topics, models, encoding limits, durations, config errors."""
 
 import json
+from pathlib import Path
 
+import msgspec
 import pytest
-from pydantic import BaseModel, ConfigDict
 
 import wire
 from wire.configfile import ConfigError, env_overrides, load_model
+from wire.structs import Secret, Section, convert, dump, problems
 from wire.topics import subscription
 
 
@@ -123,25 +125,84 @@ def test_format_duration():
     ]
 
 
-class _Inner(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Inner(Section):
     password: str | None = None
-    interval: wire.Duration = 1.0
+    interval: wire.Duration = wire.Duration(1.0)
+    count: int = 1
 
 
-class _Conf(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    mqtt: _Inner = _Inner()
+class _Conf(Section):
+    mqtt: _Inner = msgspec.field(default_factory=_Inner)
+    hosts: list[str] = []
 
 
-def test_config_errors_name_file_and_key(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (
+            "mqtt:\n  interval: 10x\n",
+            "mqtt.interval: invalid duration '10x': expected e.g. 100ms, 1s, 5m, 1h",
+        ),
+        ("mqtt:\n  colour: red\n", "mqtt.colour: unknown key"),
+        ("mqtt:\n  count: 1.5\n", "mqtt.count: Expected `int`, got `float` (got 1.5)"),
+        ("hosts: [a, 7]\n", "hosts[1]: Expected `str`, got `int` (got 7)"),
+        ("mqtt: 5\n", "mqtt: Expected `object`, got `int` (got 5)"),
+    ],
+)
+def test_config_errors_name_file_and_key(tmp_path, text, line):
     path = tmp_path / "x.yaml"
-    path.write_text("mqtt:\n  interval: 10x\n  colour: red\n")
+    path.write_text(text)
     with pytest.raises(ConfigError) as exc:
         load_model(_Conf, path, environ={})
-    text = str(exc.value)
-    assert f"{path}: mqtt.interval: invalid duration '10x'" in text
-    assert f"{path}: mqtt.colour: unknown key" in text
+    assert str(exc.value) == f"{path}: {line}"
+
+
+def test_numbers_from_the_environment_are_numbers(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("{}\n")
+    config = load_model(_Conf, path, environ={"PANTAU_MQTT__COUNT": "7"})
+    assert config.mqtt.count == 7
+
+
+def test_relative_paths_are_taken_from_the_config_folder(tmp_path):
+    class _Files(Section):
+        ca_file: Path
+        key_file: Path | None = None
+
+    config = convert({"ca_file": "ca.pem", "key_file": "/etc/k.pem"}, _Files, base_dir=tmp_path)
+    assert config.ca_file == tmp_path / "ca.pem"
+    assert config.key_file == Path("/etc/k.pem")
+
+
+def test_dump_writes_durations_paths_and_hides_secrets():
+    class _All(Section):
+        every: wire.Duration = wire.Duration(90.0)
+        path: Path = Path("/var/lib/x")
+        password: Secret | None = None
+
+    data = dump(convert({"password": "hunter2"}, _All))
+    assert data == {"every": "90s", "path": "/var/lib/x", "password": "**redacted**"}
+    assert "hunter2" not in repr(convert({"password": "hunter2"}, _All))
+
+
+def test_a_rule_across_keys_is_reported_at_its_section():
+    class _Pair(Section):
+        cert_file: str | None = None
+        key_file: str | None = None
+
+        def __post_init__(self) -> None:
+            if (self.cert_file is None) != (self.key_file is None):
+                raise ValueError("cert_file and key_file go together")
+
+    class _Top(Section):
+        tls: _Pair
+
+    data = {"tls": {"cert_file": "c.pem"}}
+    with pytest.raises(msgspec.ValidationError) as exc:
+        convert(data, _Top)
+    assert problems("x.yaml", exc.value, data) == [
+        "x.yaml: tls: cert_file and key_file go together"
+    ]
 
 
 def test_config_yaml_syntax_error_names_line(tmp_path):
@@ -158,6 +219,7 @@ def test_env_overrides_apply_to_known_keys_only(tmp_path):
     env = {"PANTAU_MQTT__PASSWORD": "from-env", "PANTAU_OTHER__X": "1", "HOME": "/root"}
     assert env_overrides(_Conf, env) == {"mqtt": {"password": "from-env"}}
     assert load_model(_Conf, path, environ=env).mqtt.password == "from-env"
+    assert load_model(_Conf, path, environ={}).mqtt.password == "from-file"
 
 
 def test_secret_values_are_not_echoed(tmp_path):
@@ -171,8 +233,7 @@ def test_secret_values_are_not_echoed(tmp_path):
 
 @pytest.mark.parametrize("key", ["password", "community", "auth_key", "priv_key", "token_file"])
 def test_any_secret_looking_key_hides_its_value(tmp_path, key):
-    class _Secretive(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+    class _Secretive(Section):
         password: str | None = None
         community: str | None = None
         auth_key: str | None = None
@@ -183,5 +244,18 @@ def test_any_secret_looking_key_hides_its_value(tmp_path, key):
     path.write_text(f"{key}: 987654321\n")
     with pytest.raises(ConfigError) as exc:
         load_model(_Secretive, path, environ={})
-    assert f"{key}: Input should be a valid string (value hidden)" in str(exc.value)
+    assert f"{key}: Expected `str | null`, got `int` (value hidden)" in str(exc.value)
     assert "987654321" not in str(exc.value)
+
+
+def test_config_typed_values_go_out_as_plain_json():
+    class GatewayId(str):
+        pass
+
+    info = wire.DeviceInfo(id="d1", profile="p", driver="modbus", interval=wire.Duration(0.1))
+    state = wire.State(gateway=GatewayId("gw-1"), seq=1, status="online", ts=5, devices=[info])
+    doc = json.loads(wire.encode(state))
+    assert doc["gateway"] == "gw-1"
+    assert doc["devices"][0]["interval"] == 0.1
+    assert "reason" not in doc  # None is left out
+    assert wire.decode("state", wire.encode(state)) == state
