@@ -10,7 +10,6 @@ flowing while hours of outage drain.
 """
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -55,7 +54,7 @@ def reading_body(device: str, ts: int, sample: Sample) -> bytes:
         doc["error"] = error
     if sample.unit is not None:
         doc["unit"] = sample.unit
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return msgspec.json.encode(doc)
 
 
 class Agent:
@@ -111,7 +110,7 @@ class Agent:
         }
         if event.error is not None:
             doc["error"] = event.error
-        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+        body = msgspec.json.encode(doc, enc_hook=str)
         self.buffer.add("events", event.ts, [body])
         self._dirty.set()
 
@@ -178,7 +177,7 @@ class Agent:
         seq = self.buffer.next_seq()
         head = (
             f'{{"v":1,"gateway":"{self.gateway}","seq":{seq},'
-            f'"site":{json.dumps(self.site)},"readings":['
+            f'"site":{msgspec.json.encode(self.site).decode()},"readings":['
         )
         payload = head.encode() + b",".join(i.body for i in items) + b"]}"
         self._send("telemetry", payload, [i.id for i in items])

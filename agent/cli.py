@@ -2,7 +2,6 @@
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -129,6 +128,8 @@ def check(config: AgentConfig, devices: list[Device], offline: bool = False) -> 
 
 
 def poll(devices: list[Device], only: str | None) -> int:
+    import json
+
     from agent.clock import SystemClock
     from agent.poller import Poller
 

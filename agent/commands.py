@@ -7,12 +7,13 @@ unknown name, bad arguments or a failing command get ``ok: false`` with the
 reason; nothing a command does can stop the agent.
 """
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 import wire
 
@@ -75,8 +76,8 @@ HANDLERS: dict[str, Handler] = {
 def _guess_id(payload: bytes) -> str:
     """The command id from a payload that failed validation, so the sender can match it."""
     try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        doc = msgspec.json.decode(payload)
+    except msgspec.DecodeError:
         return "?"
     if isinstance(doc, dict) and isinstance(doc.get("id"), str) and doc["id"]:
         return str(doc["id"])[:128]
