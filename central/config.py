@@ -1,7 +1,7 @@
 """central.yaml: the aggregator's settings, validated. Built in ``main()``, passed down."""
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 import msgspec
@@ -22,26 +22,27 @@ class SharedGroup(str):
         return cls(value)
 
 
-class InfluxUrl(str):
-    """``http://host:port`` or ``https://host:port``, without a trailing slash."""
-
-    @classmethod
-    def parse(cls, value: Any) -> "InfluxUrl":
-        parts = urlsplit(value) if isinstance(value, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected http://host:port or https://host:port")
-        return cls(value.rstrip("/"))
-
-
 class WebhookUrl(str):
     """Where a webhook is delivered: an ``http://`` or ``https://`` URL."""
 
+    expected: ClassVar[str] = "expected an http:// or https:// URL"
+
     @classmethod
-    def parse(cls, value: Any) -> "WebhookUrl":
+    def parse(cls, value: Any) -> Self:
         parts = urlsplit(value) if isinstance(value, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http:// or https:// URL")
+            raise ValueError(cls.expected)
         return cls(value)
+
+
+class InfluxUrl(WebhookUrl):
+    """``http://host:port`` or ``https://host:port``, without a trailing slash."""
+
+    expected = "expected http://host:port or https://host:port"
+
+    @classmethod
+    def parse(cls, value: Any) -> Self:
+        return cls(super().parse(value).rstrip("/"))
 
 
 class Listen(str):

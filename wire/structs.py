@@ -96,6 +96,20 @@ class Secret:
         return hash(self._value)
 
 
+class Regex(str):
+    """A regular expression that compiles (a profile's label pattern, an HTTP body check)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "Regex":
+        if not isinstance(value, str):
+            raise ValueError("expected a regular expression in quotes")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
+        return cls(value)
+
+
 def _decode_hook(base_dir: Path | None) -> Callable[[type, Any], Any]:
     def hook(tp: type, value: Any) -> Any:
         if tp is Path:

@@ -36,6 +36,7 @@ from agent.drivers.base import (
     Sample,
 )
 from wire import Duration
+from wire.structs import Regex
 
 MAX_HEADERS = 100
 MAX_LINE = 8192
@@ -43,20 +44,6 @@ MAX_LINE = 8192
 
 class BadResponse(Exception):
     pass
-
-
-class Regex(str):
-    """A regular expression searched in the answer's body."""
-
-    @classmethod
-    def parse(cls, value: Any) -> "Regex":
-        if not isinstance(value, str):
-            raise ValueError("expected a regular expression")
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-        return cls(value)
 
 
 class Statuses(list[int]):

@@ -14,7 +14,7 @@ import msgspec
 from agent.drivers.base import ProfileBase
 from agent.escpos.numbers import Thousands
 from wire.durations import Duration
-from wire.structs import Section
+from wire.structs import Regex, Section
 
 # Epson's ESC t table, for the code pages Python can decode. A printer model
 # with another table overrides entries with ``code_pages:`` in its profile.
@@ -49,30 +49,12 @@ EPSON_CODE_PAGES: dict[int, str] = {
 }
 
 
-def _pattern(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a regular expression in quotes")
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
-    return value
-
-
-class Regex(str):
-    """A regular expression that compiles."""
-
-    @classmethod
-    def parse(cls, value: Any) -> "Regex":
-        return cls(_pattern(value))
-
-
 class DateRegex(str):
     """A date pattern with the named groups ``d``, ``m`` and ``y``."""
 
     @classmethod
     def parse(cls, value: Any) -> "DateRegex":
-        groups = re.compile(_pattern(value)).groupindex
+        groups = re.compile(Regex.parse(value)).groupindex
         missing = [g for g in ("d", "m", "y") if g not in groups]
         if missing:
             raise ValueError(
@@ -87,7 +69,7 @@ class TimeRegex(str):
 
     @classmethod
     def parse(cls, value: Any) -> "TimeRegex":
-        groups = re.compile(_pattern(value)).groupindex
+        groups = re.compile(Regex.parse(value)).groupindex
         if "H" not in groups or "M" not in groups:
             raise ValueError(
                 f"time pattern {value!r} needs the named groups (?P<H>..) and (?P<M>..)"

@@ -162,3 +162,13 @@ def test_redacted_hides_every_secret(tmp_path):
     assert data["mqtt"]["keepalive"] == "30s"
     assert data["data_dir"] == str(tmp_path / "data")
     assert "hunter2" not in repr(data) and "hook-secret" not in repr(data)
+
+
+def test_a_trailing_slash_on_the_influx_url_is_dropped_but_not_on_a_webhook(tmp_path):
+    path = tmp_path / "central.yaml"
+    text = GOOD.format(data=tmp_path / "data").replace("8086", "8086/")
+    text += "webhooks:\n  - {name: ops, url: 'https://hooks.example/in/', secret: s3cret-hook}\n"
+    path.write_text(text)
+    config = load_config(path)
+    assert config.influx.url == "http://127.0.0.1:8086"
+    assert config.webhooks[0].url == "https://hooks.example/in/"
