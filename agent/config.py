@@ -9,7 +9,7 @@ import msgspec
 from wire import Duration, gateway_id_ok
 from wire.broker import MqttBase
 from wire.configfile import LogSection, load_model
-from wire.structs import REDACTED, SECRET_KEY, Section, dump
+from wire.structs import REDACTED, SECRET_KEY, Section, dump, unique
 
 DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
@@ -93,11 +93,7 @@ class AgentConfig(Section):
     devices: list[DeviceSection] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        seen: set[str] = set()
-        for device in self.devices:
-            if device.id in seen:
-                raise ValueError(f"devices: device id {device.id!r} is used twice")
-            seen.add(device.id)
+        unique("devices", "device id", (device.id for device in self.devices))
 
 
 def load_config(path: Path) -> AgentConfig:

@@ -9,7 +9,7 @@ import msgspec
 from wire.broker import MqttBase
 from wire.configfile import LogSection, load_model
 from wire.durations import Duration
-from wire.structs import Secret, Section, dump
+from wire.structs import Secret, Section, dump, unique
 
 
 class SharedGroup(str):
@@ -169,11 +169,7 @@ class CentralConfig(Section, kw_only=True):  # kw_only spelled out for mypy
     alerts: AlertsSection = msgspec.field(default_factory=AlertsSection)
 
     def __post_init__(self) -> None:
-        seen: set[str] = set()
-        for hook in self.webhooks:
-            if hook.name in seen:
-                raise ValueError(f"webhooks: webhook name {hook.name!r} is used twice")
-            seen.add(hook.name)
+        unique("webhooks", "webhook name", (hook.name for hook in self.webhooks))
 
 
 def load_config(path: Path) -> CentralConfig:

@@ -17,7 +17,7 @@ What this module adds to msgspec:
 """
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import UnionType
 from typing import (
@@ -108,6 +108,15 @@ class Regex(str):
         except re.error as exc:
             raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
         return cls(value)
+
+
+def unique(key: str, what: str, values: Iterable[str]) -> None:
+    """For ``__post_init__``: raises ``<key>: <what> 'x' is used twice`` at the first repeat."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{key}: {what} {value!r} is used twice")
+        seen.add(value)
 
 
 def _decode_hook(base_dir: Path | None) -> Callable[[type, Any], Any]:

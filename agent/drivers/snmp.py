@@ -39,7 +39,7 @@ from agent.drivers.base import (
     Sample,
 )
 from wire import Duration
-from wire.structs import Secret, Section
+from wire.structs import Secret, Section, unique
 
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 _OID = re.compile(r"^\.?[0-2](\.\d+)+$")
@@ -130,11 +130,7 @@ class SnmpProfile(ProfileBase):
     points: Annotated[list[SnmpPoint], msgspec.Meta(min_length=1)]
 
     def __post_init__(self) -> None:
-        seen: set[str] = set()
-        for point in self.points:
-            if point.metric in seen:
-                raise ValueError(f"points: metric {point.metric!r} is listed twice")
-            seen.add(point.metric)
+        unique("points", "metric", (point.metric for point in self.points))
 
 
 class SnmpConnection(ConnectionBase):

@@ -105,3 +105,9 @@ def test_check_never_prints_the_password(tmp_path: Path, make_broker) -> None:  
     assert "mqtt.window: Expected `int` >= 1 (got '0')" in window.stderr
     for result in (refused, invalid):
         assert SECRET not in result.stdout + result.stderr
+
+
+def test_a_device_id_used_twice_is_named(tmp_path: Path) -> None:
+    device = {"id": "level-1", "profile": "simulated/counter"}
+    path = write(tmp_path / "agent.yaml", devices=[device, {**device, "interval": "5s"}])
+    assert problems(path) == [f"{path}: devices: device id 'level-1' is used twice"]

@@ -349,7 +349,7 @@ def test_get_config_redacts_snmp_secrets(tmp_path: Path) -> None:
         (("one_of: [5]", "one_of: []"), "one_of"),
         (("kind: flag", "kind: boolean"), "kind"),
         (("scale: 0.1", "scale: tenth"), "scale"),
-        (("metric: output_source", "metric: on_battery"), "listed twice"),
+        (("metric: output_source", "metric: on_battery"), "is used twice"),
     ],
 )
 def test_broken_snmp_profile_names_file_and_field(
