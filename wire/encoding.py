@@ -5,7 +5,7 @@ from typing import Any
 import msgspec
 
 from wire.models import Command, CommandReply, Event, Health, State, Telemetry
-from wire.structs import error_location
+from wire.structs import error_location, plain
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 
@@ -29,14 +29,6 @@ class WireError(ValueError):
         self.detail = detail
 
 
-def _plain(value: Any) -> Any:
-    """A config value in a payload (a ``Duration``, a ``GatewayId``) as its plain type."""
-    for base in (str, float, int):
-        if isinstance(value, base):
-            return base(value)
-    raise NotImplementedError(f"cannot encode {type(value).__name__}")
-
-
 def _drop_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _drop_none(v) for k, v in value.items() if v is not None}
@@ -47,7 +39,7 @@ def _drop_none(value: Any) -> Any:
 
 def encode(model: msgspec.Struct) -> bytes:
     """``model`` as JSON, keys whose value is None left out."""
-    data = msgspec.json.encode(_drop_none(msgspec.to_builtins(model, enc_hook=_plain)))
+    data = msgspec.json.encode(_drop_none(msgspec.to_builtins(model, enc_hook=plain)))
     if len(data) > MAX_PAYLOAD_BYTES:
         raise WireError("too_large", f"{len(data)} bytes > {MAX_PAYLOAD_BYTES}")
     return data

@@ -143,6 +143,17 @@ def convert(data: Any, model: type[T], *, base_dir: Path | None = None, strict: 
     return msgspec.convert(data, model, strict=strict, dec_hook=_decode_hook(base_dir))
 
 
+def plain(value: Any) -> Any:
+    """A validated value (a ``GatewayId``, a ``Duration``, ``Statuses``) as the plain
+    str, int, float or list it is made of: an ``enc_hook`` for msgspec."""
+    for base in (str, int, float):
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise NotImplementedError(f"cannot write {type(value).__name__}")
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, Secret):
         return REDACTED
@@ -150,12 +161,7 @@ def _encode(value: Any) -> Any:
         return str(value)
     if isinstance(value, Duration):
         return format_duration(value)
-    for base in (str, int, float):
-        if isinstance(value, base):
-            return base(value)
-    if isinstance(value, tuple | list):
-        return list(value)
-    raise NotImplementedError(f"cannot write {type(value).__name__}")
+    return plain(value)
 
 
 def dump(model: Any) -> Any:
