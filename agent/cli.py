@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -11,11 +12,23 @@ from pathlib import Path
 import wire
 from agent.config import AgentConfig, load_config
 from agent.devices import Device, build_devices
+from agent.lean import defer_unused_imports
 from wire.configfile import ConfigError
 
 log = logging.getLogger("agent")
 
 DEFAULT_CONFIG = Path("/etc/pantau/agent.yaml")
+# what ``run`` imports besides the config and the drivers, standard modules it first
+# uses while running included (asyncio.to_thread's workers, getaddrinfo's host encoding)
+RUNTIME_MODULES = (
+    "agent.app",
+    "agent.buffer",
+    "agent.probe",
+    "agent.sdnotify",
+    "concurrent.futures.thread",
+    "encodings.idna",
+    "queue",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    defer_unused_imports()  # before paho is imported: ~1.3 MiB less on a gateway
     args = _parser().parse_args(argv)
     # under systemd (JOURNAL_STREAM set) journald stamps the time itself
     stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
@@ -108,6 +122,13 @@ def check(config: AgentConfig, devices: list[Device], offline: bool = False) -> 
     for device in devices:
         every = f"every {device.config.interval:g}s"
         print(f"device ok: {device.id} ({device.config.profile}, {every})")
+    # a broken install shows here, and install.sh fills the service's bytecode cache
+    # by running this check
+    for name in RUNTIME_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            problems.append(f"install: cannot import {name}: {exc}")
     try:
         config.mqtt.secret()
     except OSError as exc:

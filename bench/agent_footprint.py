@@ -2,9 +2,12 @@
 
 Both read the same 10 Modbus TCP devices x 10 holding registers from one pymodbus
 server (units 1-10) and publish to one mosquitto, at 1 Hz and at 10 Hz, one
-program at a time, in the same run. For each: CPU % of one core (utime+stime
-from /proc over the measuring window), RSS at the end and its peak (VmHWM), and
-readings delivered to a subscriber / readings scheduled in the window.
+program at a time, in the same run. "pantau" runs as its systemd unit runs it (the
+unit's Environment= lines: -OO bytecode, cached; warmed by ``check --offline`` as
+install.sh does); "pantau-plain" is ``python -m agent run`` without them. For each:
+CPU % of one core (utime+stime from /proc over the measuring window), RSS at the
+end and its peak (VmHWM), and readings delivered to a subscriber / readings
+scheduled in the window.
 
 thingsboard-gateway is installed into its own venv (bench/.work/tb-venv):
 
@@ -33,6 +36,7 @@ import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from scripts.agentunit import unit_environment, warm
 from scripts.services import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +178,18 @@ def memory_kib(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def pantau_setup(folder: Path, broker_port: int, modbus_port: int, hz: int) -> list[str]:
+Setup = tuple[list[str], dict[str, str]]  # argv, environment added to ours
+
+
+def pantau_setup(folder: Path, broker_port: int, modbus_port: int, hz: int) -> Setup:
+    """As the systemd unit runs it, its bytecode cache filled as install.sh does."""
+    argv, _ = plain_setup(folder, broker_port, modbus_port, hz)
+    env = unit_environment(folder / "cache")
+    warm(Path(argv[-1]), {**env, "PYTHONDONTWRITEBYTECODE": ""})
+    return argv, env
+
+
+def plain_setup(folder: Path, broker_port: int, modbus_port: int, hz: int) -> Setup:
     profiles = folder / "profiles" / "bench"
     profiles.mkdir(parents=True, exist_ok=True)
     points = [
@@ -210,10 +225,10 @@ def pantau_setup(folder: Path, broker_port: int, modbus_port: int, hz: int) -> l
             }
         )
     )
-    return [sys.executable, "-m", "agent", "run", "-c", str(config)]
+    return [sys.executable, "-m", "agent", "run", "-c", str(config)], {}
 
 
-def peer_setup(folder: Path, broker_port: int, modbus_port: int, hz: int) -> list[str]:
+def peer_setup(folder: Path, broker_port: int, modbus_port: int, hz: int) -> Setup:
     site = next((TB_VENV / "lib").glob("python3*/site-packages"))
     config_dir = folder / "config"
     shutil.copytree(site / "thingsboard_gateway" / "config", config_dir)
@@ -265,27 +280,29 @@ def peer_setup(folder: Path, broker_port: int, modbus_port: int, hz: int) -> lis
     logs = config_dir / "logs.json"
     text = logs.read_text().replace("./logs/", f"{folder}/logs/").replace('"DEBUG"', '"WARNING"')
     logs.write_text(text.replace('"INFO"', '"WARNING"'))
-    return [
+    argv = [
         str(TB_VENV / "bin" / "python"),
         "-c",
         "from thingsboard_gateway.tb_gateway import main; main()",
     ]
+    return argv, {"TB_GW_CONFIG_DIR": str(folder / "config")}
 
 
 def measure(
     name: str,
-    argv: list[str],
+    setup: Setup,
     folder: Path,
     counter: Counter,
     hz: int,
     warmup: float,
     seconds: float,
 ) -> dict[str, Any]:
-    env = {**os.environ, "TB_GW_CONFIG_DIR": str(folder / "config")}
+    argv, extra = setup
+    env = {**os.environ, **extra}
     log = open(folder / "program.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         argv,
-        cwd=folder if name != "pantau" else ROOT,
+        cwd=ROOT if name.startswith("pantau") else folder,
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -339,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for hz in (1, 10):
-            programs = [("pantau", pantau_setup)] + (
+            programs = [("pantau", pantau_setup), ("pantau-plain", plain_setup)] + (
                 [("thingsboard-gateway", peer_setup)] if peer else []
             )
             for name, setup in programs:
@@ -373,17 +390,19 @@ def main(argv: list[str] | None = None) -> int:
         broker.stop()
     by = {(r["program"], r["hz"]): r for r in results}
     ratios = {}
-    for hz in (1, 10):
-        ours, theirs = by.get(("pantau", hz)), by.get(("thingsboard-gateway", hz))
-        if ours and theirs and theirs["cpu_pct"] and theirs["rss_mib"]:
-            ratios[f"{hz}hz"] = {
-                "cpu_ratio": round(ours["cpu_pct"] / theirs["cpu_pct"], 3),
-                "rss_ratio": round(ours["rss_mib"] / theirs["rss_mib"], 3),
-            }
-            print(
-                f"at {hz} Hz Pantau uses {ratios[f'{hz}hz']['cpu_ratio']:.2f}x the peer's CPU "
-                f"and {ratios[f'{hz}hz']['rss_ratio']:.2f}x its RSS"
-            )
+    for program, suffix in (("pantau", ""), ("pantau-plain", "-plain")):
+        for hz in (1, 10):
+            ours, theirs = by.get((program, hz)), by.get(("thingsboard-gateway", hz))
+            if ours and theirs and theirs["cpu_pct"] and theirs["rss_mib"]:
+                key = f"{hz}hz{suffix}"
+                ratios[key] = {
+                    "cpu_ratio": round(ours["cpu_pct"] / theirs["cpu_pct"], 3),
+                    "rss_ratio": round(ours["rss_mib"] / theirs["rss_mib"], 3),
+                }
+                print(
+                    f"at {hz} Hz {program} uses {ratios[key]['cpu_ratio']:.2f}x the peer's CPU "
+                    f"and {ratios[key]['rss_ratio']:.2f}x its RSS"
+                )
     print(
         json.dumps(
             {

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
 import msgspec
+import serial
 
 from agent.drivers.base import (
     ConnectionBase,
@@ -361,8 +362,6 @@ class EscposDriver(StreamDriver):
         self._captured = self._capture_file.tell()
 
     def _open_port(self, port: str) -> Any:
-        import serial
-
         conn = self.connection
         try:
             handle = serial.Serial(

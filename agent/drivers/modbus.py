@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
 
 from agent.counters import WrappingCounter
 from agent.drivers._modbus_decode import (
@@ -247,8 +249,6 @@ class ModbusDriver(Driver):
         return [name for point in self.profile.points for name in point.metric_names()]
 
     async def open(self) -> None:
-        from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-
         conn = self.connection
         timeout = max(self.device.timeout, 0.01)
         client: Any
@@ -311,8 +311,6 @@ class ModbusDriver(Driver):
         return samples
 
     async def _request(self, request: ReadRequest) -> tuple[list[Any], str | None]:
-        from pymodbus.exceptions import ModbusException
-
         client = self._client
         unit = self.connection.unit
         call = {

@@ -18,10 +18,12 @@ that closing the port never waits long.
 import asyncio
 import math
 import re
+import termios
 import threading
 import time
 from typing import Annotated, Any, Literal
 
+import serial
 from msgspec import Meta
 
 from agent.drivers.base import ConnectionBase, Driver, DriverError, ProfileBase, Sample
@@ -182,8 +184,6 @@ class SerialAsciiDriver(Driver):
         self._port = await asyncio.to_thread(self._open_blocking)
 
     def _open_blocking(self) -> Any:
-        import serial
-
         conn = self.connection
         try:
             return serial.Serial(
@@ -223,10 +223,6 @@ class SerialAsciiDriver(Driver):
 
     def _read_blocking(self, port: Any, budget: float) -> bytes | LineError:
         """The first line matching the pattern, or why there is none. Never raises on data."""
-        import termios
-
-        import serial
-
         deadline = time.monotonic() + budget
         profile = self.profile
         terminator = profile.terminator.encode(profile.encoding)

@@ -4,6 +4,7 @@
 the sample time, so a lost or duplicated reading shows as a gap or a repeat.
 """
 
+import asyncio
 import math
 from typing import Annotated, Literal
 
@@ -38,8 +39,6 @@ class SimulatedDriver(Driver):
 
     async def read(self, at: float) -> list[Sample]:
         if self.connection.delay:
-            import asyncio
-
             await asyncio.sleep(self.connection.delay)
         if self.connection.fail:
             raise DriverError("simulated failure")

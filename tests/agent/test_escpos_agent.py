@@ -20,6 +20,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 import wire
+from scripts.agentunit import unit_environment
 from scripts.services import Mosquitto, free_port, wait_port
 from tests.agent import escpos_samples as samples
 
@@ -89,8 +90,9 @@ def printer() -> Iterator[SocketPrinter]:
     server.close()
 
 
+@pytest.mark.parametrize("as_unit", [False, True], ids=["python", "as-the-unit-runs-it"])
 def test_a_receipt_printed_through_the_agent_arrives_as_an_events_message(
-    tmp_path: Path, broker: Mosquitto, gateway_id: str, printer: SocketPrinter
+    tmp_path: Path, broker: Mosquitto, gateway_id: str, printer: SocketPrinter, as_unit: bool
 ) -> None:
     listen = free_port()
     config = tmp_path / "agent.yaml"
@@ -122,6 +124,7 @@ def test_a_receipt_printed_through_the_agent_arrives_as_an_events_message(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **(unit_environment(tmp_path / "cache") if as_unit else {})},
         )
     try:
         wait_port(listen, proc=agent)
