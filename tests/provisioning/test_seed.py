@@ -243,6 +243,16 @@ def test_unit_settings_pick_user_and_venv() -> None:
         unit_settings("[Service]\nExecStart=/bin/true\n")
 
 
+def test_a_wheel_install_seeds_the_same_unit_as_the_repository() -> None:
+    from importlib import resources
+
+    from provisioning.seed import REPO_UNIT
+
+    embedded = resources.files("provisioning.firstboot").joinpath("pantau-agent.service")
+    assert embedded.read_text() == REPO_UNIT.read_text()
+    assert "Type=notify\n" in embedded.read_text()
+
+
 def test_the_repository_unit_is_used_when_present(run, tmp_path, bundle, wheelhouse) -> None:
     from provisioning.seed import REPO_UNIT, find_unit
 
