@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the agent until SIGTERM / Ctrl-C")
     with_config(p)
-    p = sub.add_parser("check", help="validate config and profiles, connect to the broker")
+    p = sub.add_parser(
+        "check", help="validate config, profiles and the install; connect to the broker"
+    )
     with_config(p)
     p.add_argument("--offline", action="store_true", help="skip the broker connection test")
     p = sub.add_parser("poll", help="poll devices and print one JSON line per reading")
