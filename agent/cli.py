@@ -79,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         devices = build_devices(config, str(args.config))
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        exc.report()
         return 2
     logging.getLogger().setLevel(config.log.level)
     # the poller logs a failing device once; pymodbus would log every failed poll

@@ -30,8 +30,7 @@ def print_receipts(
     try:
         driver, loaded = load_profile(profiles_dir or default_profiles_dir(), profile)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        exc.report()
         return 2
     if not isinstance(loaded, EscposProfile):
         print(

@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        exc.report()
         return 2
     logging.getLogger().setLevel(config.log.level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -117,8 +116,7 @@ def run(config: CentralConfig) -> int:
     try:
         central = Central(config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        exc.report()
         return 2
     asyncio.run(serve(central))
     return 0

@@ -9,6 +9,7 @@ formats a pydantic error the same way, for central's rules and provisioning's re
 """
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,6 +64,11 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def report(self) -> None:
+        """Each problem on standard error as ``error: <problem>``, as every CLI shows them."""
+        for problem in self.problems:
+            print(f"error: {problem}", file=sys.stderr)
 
 
 def read_yaml(path: Path) -> Any:

@@ -46,8 +46,7 @@ def rules_check(args: argparse.Namespace) -> int:
     try:
         rules = load_rules(args.file)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        exc.report()
         return 1
     for rule in rules.rules:
         print(f"ok: {rule.name} ({rule.kind}, {rule.severity})")
