@@ -33,17 +33,25 @@ def unit_environment(cache_dir: Path, unit: Path = UNIT) -> dict[str, str]:
     return env
 
 
-def warm(config: Path, env: dict[str, str], timeout: float = 120) -> None:
-    """Fill the unit's bytecode cache as install.sh does: ``pantau-agent check --offline``
-    imports everything ``run`` does."""
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "check", "--offline", "-c", str(config)],
+def pantau_agent(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``pantau-agent ARGS`` run by this Python from the repository, output captured;
+    ``env`` is added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
+
+
+def warm(config: Path, env: dict[str, str], timeout: float = 120) -> None:
+    """Fill the unit's bytecode cache as install.sh does: ``pantau-agent check --offline``
+    imports everything ``run`` does."""
+    result = pantau_agent("check", "--offline", "-c", str(config), env=env, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"pantau-agent check --offline -c {config}: {result.stderr.strip()}")

@@ -1,17 +1,15 @@
 """agent.yaml errors name the file and key; secrets come from the environment and never
 show in ``check`` output or errors."""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agent.config import load_config
+from scripts.agentunit import pantau_agent
 from scripts.services import Mosquitto
-from tests.agent.test_faults import ROOT
 from wire.configfile import ConfigError
 
 SECRET = "pw-Zq81-never-print"
@@ -32,15 +30,7 @@ def problems(path: Path) -> list[str]:
 def check(
     config: Path, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", "check", "-c", str(config), *extra],
-        cwd=ROOT,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **(env or {})},
-    )
+    return pantau_agent("check", "-c", str(config), *extra, env=env)
 
 
 def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:

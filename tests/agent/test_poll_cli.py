@@ -2,15 +2,13 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from scripts.agentunit import pantau_agent
 from scripts.services import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def agent_yaml(tmp_path: Path, devices: list[dict[str, Any]]) -> Path:
@@ -25,14 +23,7 @@ def agent_yaml(tmp_path: Path, devices: list[dict[str, Any]]) -> Path:
 
 
 def poll(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", "poll", "-c", str(config), "--once", *extra],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-        check=False,
-    )
+    return pantau_agent("poll", "-c", str(config), "--once", *extra)
 
 
 def lines(out: str) -> list[dict[str, Any]]:

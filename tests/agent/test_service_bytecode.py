@@ -4,10 +4,7 @@ install.sh does. Every driver must work without docstrings and asserts."""
 
 import http.server
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.agentunit import UNIT, unit_environment, warm
+from scripts.agentunit import UNIT, pantau_agent, unit_environment, warm
 from scripts.services import Mosquitto
 from scripts.snmpd import Snmpd
 from tests.agent.conftest import PtyPort
@@ -120,14 +117,8 @@ def test_check_names_a_runtime_library_that_does_not_import(tmp_path: Path) -> N
         "sys.meta_path.insert(0, Block())\n"
     )
     config = write_config(tmp_path / "agent.yaml", "gw-broken-install", 1883)
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "check", "--offline", "-c", str(config)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = pantau_agent(
+        "check", "--offline", "-c", str(config), env={"PYTHONPATH": f"{tmp_path}:{ROOT}"}
     )
     assert result.returncode == 1
     assert "error: install: cannot import agent.app: paho is not installed" in result.stderr
@@ -222,15 +213,7 @@ def test_every_polled_driver_works_on_the_units_bytecode(
         )
     )
     warm(config, unit_env)
-    result = subprocess.run(
-        [sys.executable, "-m", "agent", "poll", "--once", "-c", str(config)],
-        cwd=ROOT,
-        env={**os.environ, **unit_env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = pantau_agent("poll", "--once", "-c", str(config), env=unit_env)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     got = {(r["device"], r["metric"]): r for r in rows}

@@ -3,7 +3,6 @@
 import datetime as dt
 import ipaddress
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from scripts.agentunit import pantau_agent
 from scripts.services import Mosquitto
-from tests.agent.test_faults import ROOT, Recorder, agent_factory, wait_for, write_config
+from tests.agent.test_faults import Recorder, agent_factory, wait_for, write_config
 
 
 def _name(cn: str) -> x509.Name:
@@ -135,14 +135,7 @@ def tls_broker(
 
 
 def check(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", "check", "-c", str(config)],
-        cwd=ROOT,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return pantau_agent("check", "-c", str(config))
 
 
 def tls_config(tmp_path: Path, gateway: str, port: int, **tls: Path) -> Path:
