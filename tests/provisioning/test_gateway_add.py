@@ -1,5 +1,6 @@
 import json
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -7,9 +8,22 @@ import yaml
 
 from agent.config import load_config
 from provisioning.passwords import check_password
-from tests.provisioning.conftest import TOKEN, secrets_under
+from tests.provisioning.conftest import TOKEN, Result, secrets_under
 
 BROKER = "mqtt://broker.example:1883"
+
+
+def add(
+    run: Callable[..., Result],
+    out: Path,
+    *extra: object,
+    gateway: str = "gw-1",
+    site: str = "A",
+    broker: str | None = BROKER,
+) -> Result:
+    """``pantau-provision gateway add GATEWAY --site SITE [--broker BROKER] EXTRA --out OUT``."""
+    broker_args = ("--broker", broker) if broker else ()
+    return run("gateway", "add", gateway, "--site", site, *broker_args, *extra, "--out", out)
 
 
 def mode(path: Path) -> int:
@@ -102,35 +116,27 @@ def test_a_bad_broker_url_is_refused(run, tmp_path: Path) -> None:
 
 
 def test_broker_url_is_remembered(run, tmp_path: Path) -> None:
-    assert run("gateway", "add", "gw-1", "--site", "A", "--out", tmp_path / "b").rc == 1
-    assert (
-        run("gateway", "add", "gw-1", "--site", "A", "--broker", BROKER, "--out", tmp_path / "b").rc
-        == 0
-    )
-    assert run("gateway", "add", "gw-2", "--site", "B", "--out", tmp_path / "b").rc == 0
+    assert add(run, tmp_path / "b", broker=None).rc == 1
+    assert add(run, tmp_path / "b").rc == 0
+    assert add(run, tmp_path / "b", gateway="gw-2", site="B", broker=None).rc == 0
     assert load_config(tmp_path / "b" / "gw-2" / "agent.yaml").mqtt.url == BROKER
 
 
 def test_registers_in_central_with_the_token(run, tmp_path: Path, central, monkeypatch) -> None:
     monkeypatch.setenv("PANTAU_CENTRAL_TOKEN", TOKEN)
-    r = run(
-        "gateway",
-        "add",
-        "gw-tual-02",
-        "--site",
-        "Tual",
+    r = add(
+        run,
+        tmp_path / "b",
         "--lat",
         "-5.6",
         "--lon",
         "132.7",
         "--timezone",
         "Asia/Jayapura",
-        "--broker",
-        BROKER,
         "--central",
         central.url,
-        "--out",
-        tmp_path / "b",
+        gateway="gw-tual-02",
+        site="Tual",
     )
     assert r.rc == 0, r.err
     assert "registered in central" in r.out
@@ -142,19 +148,8 @@ def test_registers_in_central_with_the_token(run, tmp_path: Path, central, monke
         "timezone": "Asia/Jayapura",
     }
     # 409: already registered is fine, with a notice
-    r = run(
-        "gateway",
-        "add",
-        "gw-tual-02",
-        "--site",
-        "Tual",
-        "--broker",
-        BROKER,
-        "--central",
-        central.url,
-        "--out",
-        tmp_path / "b",
-        "--force",
+    r = add(
+        run, tmp_path / "b", "--central", central.url, "--force", gateway="gw-tual-02", site="Tual"
     )
     assert r.rc == 0 and "already registered in central" in r.out
 
@@ -162,21 +157,7 @@ def test_registers_in_central_with_the_token(run, tmp_path: Path, central, monke
 def test_central_errors_are_clear_and_nothing_is_written(run, tmp_path: Path, central) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("wrong-token-value\n")
-    r = run(
-        "gateway",
-        "add",
-        "gw-1",
-        "--site",
-        "A",
-        "--broker",
-        BROKER,
-        "--central",
-        central.url,
-        "--token-file",
-        token_file,
-        "--out",
-        tmp_path / "b",
-    )
+    r = add(run, tmp_path / "b", "--central", central.url, "--token-file", token_file)
     assert r.rc == 1
     assert "HTTP 401" in r.err and "token" in r.err
     assert "wrong-token-value" not in r.err + r.out
@@ -184,21 +165,7 @@ def test_central_errors_are_clear_and_nothing_is_written(run, tmp_path: Path, ce
     assert not (tmp_path / "state" / "gateways" / "gw-1.json").exists()
 
     central.fail_status = 500
-    r = run(
-        "gateway",
-        "add",
-        "gw-1",
-        "--site",
-        "A",
-        "--broker",
-        BROKER,
-        "--central",
-        central.url,
-        "--token",
-        TOKEN,
-        "--out",
-        tmp_path / "b",
-    )
+    r = add(run, tmp_path / "b", "--central", central.url, "--token", TOKEN)
     assert r.rc == 1 and "HTTP 500" in r.err and "central is unwell" in r.err
     assert not (tmp_path / "b" / "gw-1").exists()
 
@@ -206,29 +173,12 @@ def test_central_errors_are_clear_and_nothing_is_written(run, tmp_path: Path, ce
 def test_central_unreachable_is_clear(run, tmp_path: Path) -> None:
     from scripts.services import free_port
 
-    r = run(
-        "gateway",
-        "add",
-        "gw-1",
-        "--site",
-        "A",
-        "--broker",
-        BROKER,
-        "--central",
-        f"http://127.0.0.1:{free_port()}",
-        "--token",
-        TOKEN,
-        "--out",
-        tmp_path / "b",
-    )
+    r = add(run, tmp_path / "b", "--central", f"http://127.0.0.1:{free_port()}", "--token", TOKEN)
     assert r.rc == 1 and "cannot reach central" in r.err
 
 
 def test_list_and_register_later(run, tmp_path: Path, central) -> None:
-    assert (
-        run("gateway", "add", "gw-1", "--site", "A", "--broker", BROKER, "--out", tmp_path / "b").rc
-        == 0
-    )
+    assert add(run, tmp_path / "b").rc == 0
     listed = run("gateway", "list")
     assert listed.out.startswith("gw-1\tA\tpassword\t")
     r = run("gateway", "register", "gw-1", "--central", central.url, "--token", TOKEN)
