@@ -9,7 +9,14 @@ import msgspec
 from wire.broker import MqttBase
 from wire.configfile import LogSection, load_model
 from wire.durations import Duration
-from wire.structs import Secret, Section, dump, unique
+from wire.structs import (
+    Secret,
+    Section,
+    check_secret_file,
+    dump,
+    read_secret_file,
+    unique,
+)
 
 
 class SharedGroup(str):
@@ -104,13 +111,14 @@ class InfluxSection(Section):
             unused = [k for k in ("database", "username", "password") if getattr(self, k)]
         if unused:
             raise ValueError(f"api {self.api} does not use {', '.join(repr(u) for u in unused)}")
+        check_secret_file(self.token_file)
 
     def secret(self, name: Literal["password", "token"]) -> str | None:
         value = getattr(self, name)
         if value is not None:
             return str(value.get_secret_value())
         if name == "token" and self.token_file is not None:
-            return self.token_file.read_text(encoding="utf-8").strip()
+            return read_secret_file(self.token_file)
         return None
 
 
@@ -140,12 +148,13 @@ class WebhookSection(Section):
             raise ValueError("a webhook needs 'secret' or 'secret_file' to sign its payloads")
         if self.secret is not None and self.secret_file is not None:
             raise ValueError("give secret or secret_file, not both")
+        check_secret_file(self.secret_file)
 
     def secret_value(self) -> str:
         if self.secret is not None:
             return self.secret.get_secret_value()
         assert self.secret_file is not None
-        return self.secret_file.read_text(encoding="utf-8").strip()
+        return read_secret_file(self.secret_file)
 
 
 class AlertsSection(Section):

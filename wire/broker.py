@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wire.durations import Duration
-from wire.structs import Secret, Section
+from wire.structs import Secret, Section, check_secret_file, read_secret_file
 
 
 class TlsSection(Section):
@@ -58,6 +58,7 @@ class MqttBase(Section):
     def __post_init__(self) -> None:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
+        check_secret_file(self.password_file)
 
     @property
     def host(self) -> str:
@@ -77,7 +78,7 @@ class MqttBase(Section):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            return self.password_file.read_text(encoding="utf-8").strip()
+            return read_secret_file(self.password_file)
         return None
 
 

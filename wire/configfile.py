@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=Section)
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 ENV_PREFIX = "PANTAU_"
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "env_overrides",
     "format_loc",
     "load_model",
+    "parse_yaml",
     "read_yaml",
     "validation_problems",
 ]
@@ -71,18 +74,66 @@ class ConfigError(Exception):
             print(f"error: {problem}", file=sys.stderr)
 
 
-def read_yaml(path: Path) -> Any:
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_keys(node: yaml.Node, path: str, seen_nodes: set[int]) -> list[str]:
+    """``<line>:<column>: <key path>: ...`` for every key given twice in one mapping
+    (YAML's last-one-wins would silently drop the first value)."""
+    if id(node) in seen_nodes:  # an alias of a node already walked
+        return []
+    seen_nodes.add(id(node))
+    found: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        keys: set[tuple[str, str]] = set()
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                found += _duplicate_keys(value_node, path, seen_nodes)
+                continue
+            key = (key_node.tag, key_node.value)
+            where = f"{path}.{key_node.value}" if path else key_node.value
+            if key in keys:
+                mark = key_node.start_mark
+                found.append(
+                    f":{mark.line + 1}:{mark.column + 1}: {where}: duplicate key "
+                    f"(given twice in the same mapping; remove one)"
+                )
+            keys.add(key)
+            found += _duplicate_keys(value_node, where, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found += _duplicate_keys(item, f"{path}[{index}]", seen_nodes)
+    return found
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text as Python data; a syntax error or a key given twice in one mapping
+    raises ConfigError naming ``source``, the line and the key."""
+    loader = _Loader(text)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    try:
-        return yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        duplicates = _duplicate_keys(node, "", set())
+        if duplicates:
+            raise ConfigError([f"{source}{problem}" for problem in duplicates])
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{path}{where}: invalid YAML: {problem}"]) from None
+        raise ConfigError([f"{source}{where}: invalid YAML: {problem}"]) from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: Path) -> Any:
+    """Every config, profile and rules file is read here (see :func:`parse_yaml`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    return parse_yaml(text, str(path))
 
 
 def describe_error(err: Any) -> str:

@@ -79,9 +79,13 @@ class Secret:
 
     @classmethod
     def parse(cls, value: Any) -> "Secret":
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise ValueError("expected a string")
-        return cls(str(value))
+        # only a string: YAML reads an unquoted 012345 as the octal number 5349, so an
+        # unquoted number would silently become a different secret
+        if not isinstance(value, str):
+            raise ValueError("expected a string: put the secret in quotes")
+        if not value.strip():
+            raise ValueError("must not be empty or only spaces")
+        return cls(value)
 
     def get_secret_value(self) -> str:
         return self._value
@@ -94,6 +98,26 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def read_secret_file(path: Path) -> str:
+    """A secret kept in its own file (``password_file``, ``token_file``, ``secret_file``),
+    stripped; ValueError when the file holds nothing but spaces."""
+    value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        raise ValueError(f"{path} is empty: it must hold the secret")
+    return value
+
+
+def check_secret_file(path: Path | None) -> None:
+    """For ``__post_init__``: refuses a secret file that exists but is empty (one that is
+    missing or unreadable is reported when it is used, e.g. by ``check``)."""
+    if path is None:
+        return
+    try:
+        read_secret_file(path)
+    except OSError:
+        pass
 
 
 class Regex(str):
