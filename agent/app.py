@@ -83,6 +83,8 @@ class Agent:
         self._unsent: list[tuple[str, bytes, list[int]]] = []
         self._device_tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        # since start: readings and events buffered, items the broker acknowledged
+        self.counts = {"readings": 0, "events": 0, "published": 0}
         self._use_devices(devices)
 
     def _use_devices(self, devices: Sequence[Device]) -> None:
@@ -98,6 +100,7 @@ class Agent:
     def _on_samples(self, device: str, ts: int, samples: list[Sample]) -> None:
         if samples:
             self.buffer.add("telemetry", ts, [reading_body(device, ts, s) for s in samples])
+            self.counts["readings"] += len(samples)
             self._dirty.set()
 
     def _on_event(self, device: str, event: EventOut) -> None:
@@ -112,6 +115,7 @@ class Agent:
             doc["error"] = event.error
         body = msgspec.json.encode(doc, enc_hook=str)
         self.buffer.add("events", event.ts, [body])
+        self.counts["events"] += 1
         self._dirty.set()
 
     # buffer → broker
@@ -189,6 +193,7 @@ class Agent:
 
     def _on_acked(self, ids: list[int]) -> None:
         self.buffer.ack(ids)
+        self.counts["published"] += len(ids)
         self._dirty.set()
         self._wake.set()
 
@@ -343,7 +348,7 @@ class Agent:
             ) from None
         restart = [
             name
-            for name in ("gateway", "mqtt", "buffer", "log")
+            for name in ("gateway", "mqtt", "buffer", "log", "metrics")
             if getattr(config, name) != getattr(self.config, name)
         ]
         await self._stop_devices()

@@ -111,7 +111,19 @@ def run(config: AgentConfig, devices: list[Device], config_path: Path | None = N
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await agent.run(stop)
+        server = None
+        if config.metrics.listen:
+            from agent.metrics import serve_metrics
+
+            try:
+                server = serve_metrics(agent, config.metrics.listen, loop)
+            except OSError as exc:  # readings matter more than metrics: run without them
+                log.error("metrics.listen: cannot listen on %s: %s", config.metrics.listen, exc)
+        try:
+            await agent.run(stop)
+        finally:
+            if server is not None:
+                await asyncio.to_thread(server.close)
 
     asyncio.run(_main())
     return 0

@@ -69,6 +69,19 @@ class HealthSection(Section):
     interval: HealthInterval = HealthInterval(60.0)
 
 
+class MetricsSection(Section):
+    """``metrics:``: the agent's own Prometheus metrics, off unless ``listen`` is set."""
+
+    listen: str | None = None  # host:port, e.g. 127.0.0.1:9108
+
+    def __post_init__(self) -> None:
+        if self.listen is None:
+            return
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("listen: expected host:port, e.g. 127.0.0.1:9108")
+
+
 class DeviceSection(Section):
     id: DeviceId
     profile: NonEmpty
@@ -89,6 +102,7 @@ class AgentConfig(Section):
     buffer: BufferSection = msgspec.field(default_factory=BufferSection)
     health: HealthSection = msgspec.field(default_factory=HealthSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
     profiles_dir: Path | None = None
     devices: list[DeviceSection] = msgspec.field(default_factory=list)
 

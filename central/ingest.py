@@ -350,6 +350,8 @@ class Ingest:
             self._influx_recovered()
             for item in batch:
                 self._ack(item)
+            done = time.monotonic()
+            self.metrics.acknowledged(done - item.received for item in batch)
             return
 
     def _ensure_database(self) -> None:

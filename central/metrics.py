@@ -1,119 +1,218 @@
-"""Counters and histograms for ``GET /metrics`` (Prometheus text format 0.0.4)."""
+"""Central's Prometheus metrics (``GET /metrics``), on prometheus-client.
+
+Each :class:`Metrics` owns its own ``CollectorRegistry``, built with the app (no
+process-wide registry, nothing at import time), holding:
+
+* the standard ``process_*``, ``python_info`` and ``python_gc_*`` collectors;
+* counters and histograms that ingest and the webhook outbox update as they go
+  (readings and events written, messages by kind, rejections by reason, write
+  errors, write latency and batch size, ingest latency, webhook deliveries);
+* gauges read when /metrics is scraped, from callables the service registers with
+  :meth:`Metrics.scraped` (gateways by status, firing incidents by rule): their
+  values live in the registry and the alert store, never copied.
+"""
 
 import threading
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+import wire
+
+__all__ = ["CONTENT_TYPE", "DELIVERY_OUTCOMES", "GATEWAY_STATUSES", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# pantau_webhook_deliveries_total{outcome}: one per attempt
+DELIVERY_OUTCOMES = ("delivered", "retried", "failed", "expired")
+# pantau_gateways{status}: the registry's 'never-seen' is spelled never_seen here
+GATEWAY_STATUSES = ("online", "offline", "never_seen")
+# shown as 0 from the start, so rate() and alerting rules see them before the first one
+REJECT_REASONS = ("bad_json", "schema", "too_large", "gateway_mismatch", "bad_topic")
+WRITE_ERROR_KINDS = ("retry", "rejected")
+
+WRITE_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_POINTS = (10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000)
+INGEST_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+Read = Callable[[], dict[tuple[str, ...], float]]
 
 
-class Histogram:
-    def __init__(self, buckets: Iterable[float]) -> None:
-        self.buckets = sorted(buckets)
-        self.counts = [0] * len(self.buckets)
-        self.total = 0
-        self.sum = 0.0
+class _Scraped(Collector):
+    """One gauge family whose samples are read from ``read()`` at each scrape; label
+    sets in ``always`` are present (as 0) even when ``read()`` leaves them out."""
 
-    def observe(self, value: float) -> None:
-        self.total += 1
-        self.sum += value
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                break
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        read: Read,
+        always: Iterable[tuple[str, ...]] = (),
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = list(labels)
+        self.read = read
+        self.always = list(always)
 
-    def render(self, name: str, help_text: str) -> list[str]:
-        lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        running = 0
-        for bound, count in zip(self.buckets, self.counts, strict=True):
-            running += count
-            lines.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
-        lines.append(f'{name}_bucket{{le="+Inf"}} {self.total}')
-        lines.append(f"{name}_sum {self.sum:.6f}")
-        lines.append(f"{name}_count {self.total}")
-        return lines
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        values = dict.fromkeys(self.always, 0.0)
+        values.update(self.read())  # an exception here fails the scrape: Prometheus shows it
+        for key, value in sorted(values.items()):
+            family.add_metric(list(key), value)
+        yield family
 
 
 class Metrics:
+    """Everything /metrics shows; thread-safe (prometheus-client locks each child)."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.readings_ingested = 0
-        self.events_ingested = 0
-        self.messages: defaultdict[str, int] = defaultdict(int)
-        self.rejected: defaultdict[str, int] = defaultdict(int)
-        self.write_errors: defaultdict[str, int] = defaultdict(int)
-        self.write_latency = Histogram([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
-        self.batch_points = Histogram([10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000])
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self._readings = Counter(
+            "pantau_readings_ingested", "Readings written to InfluxDB.", registry=registry
+        )
+        self._events = Counter(
+            "pantau_events_ingested", "Events written to InfluxDB.", registry=registry
+        )
+        self._messages = Counter(
+            "pantau_messages_received",
+            "MQTT messages received, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self._rejected = Counter(
+            "pantau_messages_rejected",
+            "Messages dead-lettered, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self._write_errors = Counter(
+            "pantau_write_errors",
+            "Failed InfluxDB writes, by kind (retry: will be tried again; rejected: refused).",
+            ["kind"],
+            registry=registry,
+        )
+        self._write_latency = Histogram(
+            "pantau_write_latency_seconds",
+            "Time to write one batch to InfluxDB.",
+            buckets=WRITE_SECONDS,
+            registry=registry,
+        )
+        self._batch_points = Histogram(
+            "pantau_write_batch_points",
+            "Points in each batch written to InfluxDB.",
+            buckets=BATCH_POINTS,
+            registry=registry,
+        )
+        self._ingest_latency = Histogram(
+            "pantau_ingest_latency_seconds",
+            "Time from receiving a telemetry or events message to acknowledging it to the "
+            "broker, its points written to InfluxDB.",
+            buckets=INGEST_SECONDS,
+            registry=registry,
+        )
+        for kind in wire.UPLINK_KINDS:
+            self._messages.labels(kind)
+        for reason in REJECT_REASONS:
+            self._rejected.labels(reason)
+        for kind in WRITE_ERROR_KINDS:
+            self._write_errors.labels(kind)
+        self._deliveries = Counter(
+            "pantau_webhook_deliveries",
+            "Webhook delivery attempts, by webhook and outcome "
+            "(delivered, retried: a retryable failure, failed: refused for good, expired).",
+            ["webhook", "outcome"],
+            registry=registry,
+        )
         self.pending_points = 0
         self.pending_messages = 0
-        self.gauges: dict[str, tuple[str, float]] = {}
+        Gauge(
+            "pantau_pending_points", "Points received but not yet written.", registry=registry
+        ).set_function(lambda: self.pending_points)
+        Gauge(
+            "pantau_pending_messages",
+            "Messages received but not yet acknowledged.",
+            registry=registry,
+        ).set_function(lambda: self.pending_messages)
+        self._gauges: dict[str, Gauge] = {}
+        self._lock = threading.Lock()
+
+    # updated by ingest
 
     def count_message(self, kind: str) -> None:
-        with self._lock:
-            self.messages[kind] += 1
+        self._messages.labels(kind).inc()
 
     def reject(self, reason: str) -> None:
-        with self._lock:
-            self.rejected[reason] += 1
+        self._rejected.labels(reason).inc()
 
     def wrote(self, points: int, readings: int, events: int, seconds: float) -> None:
-        with self._lock:
-            self.readings_ingested += readings
-            self.events_ingested += events
-            self.write_latency.observe(seconds)
-            self.batch_points.observe(points)
+        if readings:
+            self._readings.inc(readings)
+        if events:
+            self._events.inc(events)
+        self._write_latency.observe(seconds)
+        self._batch_points.observe(points)
+
+    def acknowledged(self, seconds: Iterable[float]) -> None:
+        """Messages acknowledged after their points were written, each with how long
+        it took since it was received."""
+        for value in seconds:
+            self._ingest_latency.observe(value)
 
     def write_failed(self, kind: str) -> None:
-        with self._lock:
-            self.write_errors[kind] += 1
+        self._write_errors.labels(kind).inc()
+
+    # updated by the webhook outbox
+
+    def webhooks(self, names: Iterable[str]) -> None:
+        """Show every outcome of these webhooks from the start (as 0)."""
+        for name in names:
+            for outcome in DELIVERY_OUTCOMES:
+                self._deliveries.labels(name, outcome)
+
+    def delivery(self, webhook: str, outcome: str) -> None:
+        self._deliveries.labels(webhook, outcome).inc()
+
+    # registered by the service
+
+    def scraped(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        read: Read,
+        always: Iterable[tuple[str, ...]] = (),
+    ) -> None:
+        """A gauge family computed by ``read()`` at each scrape (``{labels tuple: value}``)."""
+        self.registry.register(_Scraped(name, documentation, labels, read, always))
 
     def set_gauge(self, name: str, help_text: str, value: float) -> None:
-        self.gauges[name] = (help_text, value)
-
-    def render(self) -> str:
+        """A plain gauge without labels, created on first use."""
         with self._lock:
-            lines = [
-                "# HELP pantau_readings_ingested_total Readings written to InfluxDB.",
-                "# TYPE pantau_readings_ingested_total counter",
-                f"pantau_readings_ingested_total {self.readings_ingested}",
-                "# HELP pantau_events_ingested_total Events written to InfluxDB.",
-                "# TYPE pantau_events_ingested_total counter",
-                f"pantau_events_ingested_total {self.events_ingested}",
-                "# HELP pantau_messages_received_total MQTT messages received, by kind.",
-                "# TYPE pantau_messages_received_total counter",
-            ]
-            lines += [
-                f'pantau_messages_received_total{{kind="{k}"}} {v}'
-                for k, v in sorted(self.messages.items())
-            ]
-            lines += [
-                "# HELP pantau_messages_rejected_total Messages dead-lettered, by reason.",
-                "# TYPE pantau_messages_rejected_total counter",
-            ]
-            lines += [
-                f'pantau_messages_rejected_total{{reason="{k}"}} {v}'
-                for k, v in sorted(self.rejected.items())
-            ]
-            lines += [
-                "# HELP pantau_write_errors_total Failed InfluxDB writes, by kind.",
-                "# TYPE pantau_write_errors_total counter",
-            ]
-            lines += [
-                f'pantau_write_errors_total{{kind="{k}"}} {v}'
-                for k, v in sorted(self.write_errors.items())
-            ]
-            lines += self.write_latency.render(
-                "pantau_write_latency_seconds", "Time to write one batch to InfluxDB."
-            )
-            lines += self.batch_points.render(
-                "pantau_write_batch_points", "Points in each batch written to InfluxDB."
-            )
-            lines += [
-                "# HELP pantau_pending_points Points received but not yet written.",
-                "# TYPE pantau_pending_points gauge",
-                f"pantau_pending_points {self.pending_points}",
-                "# HELP pantau_pending_messages Messages received but not yet acknowledged.",
-                "# TYPE pantau_pending_messages gauge",
-                f"pantau_pending_messages {self.pending_messages}",
-            ]
-            for name, (help_text, value) in sorted(self.gauges.items()):
-                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
-        return "\n".join(lines) + "\n"
+            gauge = self._gauges.get(name)
+            if gauge is None:
+                gauge = self._gauges[name] = Gauge(name, help_text, registry=self.registry)
+        gauge.set(value)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition format (0.0.4)."""
+        return generate_latest(self.registry)

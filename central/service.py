@@ -10,7 +10,7 @@ from central.alerts import AlertService
 from central.config import CentralConfig
 from central.influx import Writer, make_writer
 from central.ingest import Ingest, Observer
-from central.metrics import Metrics
+from central.metrics import GATEWAY_STATUSES, Metrics
 from central.queries import Queries, make_queries
 from central.registry import Registry
 from central.tokens import TokenStore, token_store
@@ -30,7 +30,22 @@ class Central:
         self.writer = writer or make_writer(config.influx)
         self.observers: list[Observer] = []
         self.ingest = Ingest(config, self.registry, self.writer, self.metrics, self.observers)
-        self.alerts = AlertService(config, self.registry)  # raises ConfigError: bad rules
+        # raises ConfigError: bad rules
+        self.alerts = AlertService(config, self.registry, on_delivery=self.metrics.delivery)
+        self.metrics.webhooks(hook.name for hook in config.webhooks)
+        self.metrics.scraped(
+            "pantau_gateways",
+            "Gateways in the registry by status (online, offline, never_seen).",
+            ["status"],
+            self._gateway_counts,
+            always=[(status,) for status in GATEWAY_STATUSES],
+        )
+        self.metrics.scraped(
+            "pantau_incidents_firing",
+            "Incidents firing now, by rule and severity (acknowledged and silenced included).",
+            ["rule", "severity"],
+            self.alerts.firing_counts,
+        )
         self.ingest.observers.append(self.alerts.observe)
         self.queries: Queries = make_queries(config.influx)
         self._stop = threading.Event()
@@ -70,6 +85,13 @@ class Central:
                     log.warning("gateway %s went silent: marked offline", gateway)
             except Exception:
                 log.exception("registry housekeeping failed")
+
+    def _gateway_counts(self) -> dict[tuple[str, ...], float]:
+        counts: dict[tuple[str, ...], float] = {}
+        for gateway in self.registry.gateways():
+            key = (str(gateway.get("status") or "never-seen").replace("-", "_"),)
+            counts[key] = counts.get(key, 0.0) + 1
+        return counts
 
     @property
     def ready(self) -> bool:

@@ -92,8 +92,12 @@ class Outbox:
         max_backoff: float,
         rng: random.Random | None = None,
         first_backoff: float = 1.0,
+        on_attempt: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_attempt(webhook, outcome)`` is told each attempt's outcome: delivered,
+        retried, failed or expired (``pantau_webhook_deliveries_total``)."""
         self.store = store
+        self.on_attempt = on_attempt
         self.hooks = {h.name: h for h in hooks}
         self.now = now
         self.expiry = expiry
@@ -194,6 +198,7 @@ class Outbox:
                 row["uid"],
                 row["attempts"],
             )
+            self._outcome(hook.name, "expired")
             return
         body = bytes(row["body"])
         headers = {
@@ -219,6 +224,7 @@ class Outbox:
                 )
                 if attempts == 1:
                     log.warning("webhook %s: %s; retrying with backoff", hook.name, exc)
+                self._outcome(hook.name, "retried")
             else:
                 self.store.execute(
                     "UPDATE outbox SET attempts = ?, state = 'failed', done_at = ?, "
@@ -226,6 +232,7 @@ class Outbox:
                     (attempts, done, str(exc), exc.status, exc.body, row["id"]),
                 )
                 log.error("webhook %s refused a notification for good: %s", hook.name, exc)
+                self._outcome(hook.name, "failed")
             return
         self.store.execute(
             "UPDATE outbox SET attempts = ?, state = 'delivered', done_at = ?, "
@@ -234,6 +241,11 @@ class Outbox:
         )
         if attempts > 1:
             log.info("webhook %s: delivered after %d attempts", hook.name, attempts)
+        self._outcome(hook.name, "delivered")
+
+    def _outcome(self, webhook: str, outcome: str) -> None:
+        if self.on_attempt is not None:
+            self.on_attempt(webhook, outcome)
 
     def next_due(self, webhook: str) -> float | None:
         rows = self.store.rows(

@@ -28,7 +28,7 @@ from central.alerts import payload
 from central.alerts.engine import Engine, Transition
 from central.alerts.incidents import Incidents, subject_of
 from central.alerts.outbox import Hook, Outbox
-from central.alerts.rules import RuleSet, load_rules
+from central.alerts.rules import LevelsRule, RuleSet, load_rules
 from central.alerts.schedule import DEFAULT_TIMEZONE, zone
 from central.alerts.silences import Silences
 from central.alerts.store import AlertStore
@@ -53,8 +53,10 @@ class AlertService:
         registry: RegistryView | None = None,
         now: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        on_delivery: Callable[[str, str], None] | None = None,
     ) -> None:
-        """Raises ``wire.configfile.ConfigError`` when the rules file is bad."""
+        """Raises ``wire.configfile.ConfigError`` when the rules file is bad.
+        ``on_delivery(webhook, outcome)`` counts each webhook delivery attempt."""
         self.config = config
         self.registry = registry
         self.now = now
@@ -74,6 +76,7 @@ class AlertService:
             expiry=alerts.webhook_expiry,
             max_backoff=alerts.max_backoff,
             rng=rng,
+            on_attempt=on_delivery,
         )
         self.engine = Engine(rules, now, self.timezone_of, alerts.max_reading_age)
         self.external_url = (config.api.external_url or "").rstrip("/")
@@ -340,6 +343,21 @@ class AlertService:
     @property
     def rules(self) -> RuleSet:
         return self.engine.rules
+
+    def firing_counts(self) -> dict[tuple[str, ...], float]:
+        """Firing incidents by (rule, severity), every loaded rule included at 0
+        (``pantau_incidents_firing``)."""
+        counts: dict[tuple[str, ...], float] = {}
+        for rule in self.engine.rules.rules:
+            severities = {rule.severity}
+            if isinstance(rule, LevelsRule):
+                severities.update(rule.severity_of(level) for level in rule.levels)
+            for severity in severities:
+                counts[(rule.name, severity)] = 0.0
+        for row in self.incidents.firing():
+            key = (row["rule"], row["severity"])
+            counts[key] = counts.get(key, 0.0) + 1
+        return counts
 
     # timezones
 

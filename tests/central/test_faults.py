@@ -185,7 +185,7 @@ def test_ten_thousand_bad_payloads_are_counted_and_dead_lettered(
             for line in text.splitlines():
                 if line.startswith("pantau_messages_rejected_total{"):
                     reason = line.split('"')[1]
-                    out[reason] = int(line.rsplit(" ", 1)[1])
+                    out[reason] = int(float(line.rsplit(" ", 1)[1]))
             return out
 
         wait_for(lambda: sum(rejected().values()) >= 10_000, 30, "10,000 rejections counted")
@@ -272,7 +272,7 @@ def test_shared_subscription_splits_gateways_between_two_workers(
                 f"{workers[n].url}/metrics", headers={"Authorization": f"Bearer {tokens[n]}"}
             ).text
             line = next(x for x in text.splitlines() if x.startswith("pantau_readings_ingested"))
-            return int(line.split()[1])
+            return int(float(line.split()[1]))
 
         counts = wait_for(
             lambda: (c := [ingested(0), ingested(1)]) and sum(c) == 10_000 and c, 10, "counts"

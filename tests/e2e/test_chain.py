@@ -165,6 +165,11 @@ def test_central_rejects_spoofed_malformed_and_oversized(
             assert re.search(rf'pantau_messages_rejected_total{{reason="{reason}"}} [1-9]', text), (
                 reason
             )
+        # the histograms, and process_* from prometheus-client, in the running program
+        wait_for(lambda: re.search(r"^pantau_ingest_latency_seconds_count [1-9]", metrics(), re.M))
+        text = metrics()
+        assert re.search(r"^pantau_write_latency_seconds_count [1-9]", text, re.M)
+        assert re.search(r"^process_resident_memory_bytes [1-9]", text, re.M)
         assert central.proc.poll() is None
     finally:
         client.loop_stop()

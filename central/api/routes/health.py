@@ -1,9 +1,10 @@
 """``/healthz`` and ``/readyz`` (open: load balancers, systemd), ``/metrics`` (read token)."""
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from central.api.deps import CentralDep, ReadToken
+from central.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["health"])
 
@@ -32,6 +33,6 @@ def readyz(central: CentralDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(central: CentralDep, _: ReadToken) -> str:
+def metrics(central: CentralDep, _: ReadToken) -> Response:
     """Prometheus text format. Needs a read token like the rest of the API."""
-    return central.metrics.render()
+    return Response(central.metrics.render(), media_type=CONTENT_TYPE)
