@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make test       run the whole test suite against real mosquitto and InfluxDB"
-	@echo "make demo       start mosquitto, InfluxDB, central and an agent; show points arriving"
+	@echo "make demo       the mission on this machine: simulated river, tapping box and network checks"
 	@echo "make demo-stop  stop everything make demo started"
 	@echo "make lint       ruff and mypy"
 
