@@ -55,8 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     rules = sub.add_parser("rules", help="alert rules tools").add_subparsers(
         dest="rules_command", required=True, metavar="ACTION"
     )
-    p = rules.add_parser("check", help="validate a rules file")
+    p = rules.add_parser(
+        "check", help="validate a rules file; warn about rules no profile can match"
+    )
     p.add_argument("file", type=Path)
+    p.add_argument(
+        "--profiles-dir",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="profiles beyond the shipped ones (a gateway's own profiles_dir); repeatable",
+    )
     return parser
 
 

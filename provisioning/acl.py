@@ -2,7 +2,7 @@
 
 from wire.topics import PREFIX
 
-DEFAULT_CENTRAL_USER = "central"
+DEFAULT_CENTRAL_USER = "pantau-central"  # as in deploy/central.example.yaml
 
 
 def gateway_acl(gateway_id: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import wire
+from provisioning.acl import DEFAULT_CENTRAL_USER
 from provisioning.errors import InputError, ProvisionError
 
 if TYPE_CHECKING:
@@ -106,7 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--persistence-dir", default="/var/lib/mosquitto/")
     p.add_argument(
-        "--central-user", default="central", help="central's broker username (%(default)s)"
+        "--central-user",
+        default=DEFAULT_CENTRAL_USER,
+        help="central's broker username (%(default)s, as mqtt.username in central.yaml)",
     )
     p.add_argument("--rotate-central", action="store_true", help="give central a new password")
 

@@ -9,6 +9,7 @@ import httpx
 
 import wire
 from central.alerts import payload
+from central.alerts.coverage import catalog, unmatched
 from central.alerts.rules import load_rules
 from central.alerts.signing import HEADER, sign
 from wire.configfile import ConfigError
@@ -42,13 +43,34 @@ def webhook_test(args: argparse.Namespace) -> int:
 
 
 def rules_check(args: argparse.Namespace) -> int:
-    """Validate a rules file; 0 when it loads, 1 (listing every problem) when not."""
+    """Validate a rules file; 0 when it loads (warnings included), 1 (listing every
+    problem) when not.
+
+    A rule whose ``match`` no shipped profile (nor one under ``--profiles-dir``) can
+    satisfy, by profile name or metric, gets a ``warning:`` line: it would never fire.
+    """
+    from agent.profiles import default_profiles_dir
+
     try:
         rules = load_rules(args.file)
     except ConfigError as exc:
         exc.report()
         return 1
+    folders = [default_profiles_dir(), *(getattr(args, "profiles_dir", None) or [])]
+    profiles, problems = catalog(folders)
+    for problem in problems:
+        print(f"warning: {problem}")
+    warned = 0
     for rule in rules.rules:
-        print(f"ok: {rule.name} ({rule.kind}, {rule.severity})")
-    print(f"{args.file}: {len(rules.rules)} rule(s)")
+        reason = unmatched(rule, profiles)
+        if reason is None:
+            print(f"ok: {rule.name} ({rule.kind}, {rule.severity})")
+        else:
+            warned += 1
+            print(f"warning: {rule.name}: it can never fire: {reason}")
+    searched = ", ".join(str(f) for f in folders)
+    print(
+        f"{args.file}: {len(rules.rules)} rule(s), {warned} warning(s) "
+        f"({len(profiles)} profiles in {searched})"
+    )
     return 0

@@ -60,8 +60,8 @@ def test_the_example_rules_load() -> None:
     rules = load_rules(ROOT / "deploy" / "rules.example.yaml")
     levels = rules.by_name["river-siaga"]
     assert isinstance(levels, LevelsRule)
-    assert levels.bands("sungai-ciliwung-3") == {"waspada": 200, "siaga": 260, "awas": 320}
-    assert levels.bands("kali-x") == {"waspada": 250, "siaga": 300, "awas": 350}
+    assert levels.bands("sungai-ciliwung-3") == {"waspada": 2.0, "siaga": 2.6, "awas": 3.2}
+    assert levels.bands("kali-x") == {"waspada": 2.5, "siaga": 3.0, "awas": 3.5}
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def provisioned(run, tmp_path: Path, make_broker):
         anonymous=False,
     )
     passwords = {gw: (out / gw / "mqtt.password").read_text().strip() for gw in ("gw-a", "gw-b")}
-    passwords["central"] = (broker_dir / "central.password").read_text().strip()
+    passwords["pantau-central"] = (broker_dir / "central.password").read_text().strip()
     clients: list[Client] = []
 
     def login(user: str | None, password: str | None = None) -> Client:
@@ -50,7 +50,7 @@ def provisioned(run, tmp_path: Path, make_broker):
 
 
 def test_gateway_publishes_under_its_own_topic_and_central_receives(provisioned) -> None:
-    central = provisioned("central")
+    central = provisioned("pantau-central")
     assert central.connect()
     assert central.subscribe("pantau/v1/#") == [1]
     gw = provisioned("gw-a")
@@ -60,7 +60,7 @@ def test_gateway_publishes_under_its_own_topic_and_central_receives(provisioned)
 
 
 def test_gateway_cannot_publish_as_another_gateway(provisioned) -> None:
-    central = provisioned("central")
+    central = provisioned("pantau-central")
     assert central.connect()
     central.subscribe("pantau/v1/#")
     gw = provisioned("gw-a")
@@ -86,7 +86,7 @@ def test_central_sends_commands_and_only_the_addressed_gateway_reads_them(provis
     gw_b = provisioned("gw-b")
     assert gw_b.connect()
     gw_b.subscribe("pantau/v1/gw-a/cmd")  # not its commands: nothing will arrive
-    central = provisioned("central")
+    central = provisioned("pantau-central")
     assert central.connect()
     central.publish("pantau/v1/gw-a/cmd", b'{"name":"ping"}')
     assert gw_a.expect() == ("pantau/v1/gw-a/cmd", b'{"name":"ping"}')
@@ -161,10 +161,33 @@ def test_the_mosquitto_conf_snippet_runs_in_real_mosquitto(run, tmp_path: Path) 
 def test_broker_config_keeps_centrals_password_until_rotated(run, tmp_path: Path) -> None:
     assert run("broker-config", "--out", tmp_path / "b1").rc == 0
     first = (tmp_path / "b1" / "passwd").read_text()
-    assert first.startswith("central:$7$101$")
+    assert first.startswith("pantau-central:$7$101$")
     assert (tmp_path / "b1" / "central.password").stat().st_mode & 0o777 == 0o600
     assert run("broker-config", "--out", tmp_path / "b2").rc == 0
     assert (tmp_path / "b2" / "passwd").read_text() == first
     assert not (tmp_path / "b2" / "central.password").exists()
     assert run("broker-config", "--out", tmp_path / "b3", "--rotate-central").rc == 0
     assert (tmp_path / "b3" / "passwd").read_text() != first
+
+
+def test_one_central_username_in_example_config_broker_config_and_docs(run, tmp_path: Path) -> None:
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    example = yaml.safe_load((root / "deploy" / "central.example.yaml").read_text())
+    user = example["mqtt"]["username"]
+    assert user == "pantau-central"
+    assert example["mqtt"]["client_id"] == user
+    assert run("broker-config", "--out", tmp_path / "b").rc == 0
+    assert (tmp_path / "b" / "passwd").read_text().startswith(f"{user}:$7$")
+    assert f"user {user}\n" in (tmp_path / "b" / "acl").read_text()
+    readme = yaml.safe_load(
+        (root / "README.md")
+        .read_text()
+        .split("/etc/pantau/central.yaml`:\n\n```yaml\n")[1]
+        .split("```")[0]
+    )
+    assert readme["mqtt"]["username"] == user
+    provisioning = (root / "docs" / "provisioning.md").read_text()
+    assert f"username `{user}`" in provisioning
+    assert f"ca client-cert {user} " in provisioning

@@ -20,7 +20,7 @@ def tls_broker(run, tmp_path: Path, make_broker):
         r = run("gateway", "add", gw, "--site", "S", "--broker", url, "--out", tmp_path / "b")
         assert r.rc == 0, r.err
     assert run("ca", "server-cert", "127.0.0.1", "localhost", "--out", tmp_path / "srv").rc == 0
-    assert run("ca", "client-cert", "central", "--out", tmp_path / "central").rc == 0
+    assert run("ca", "client-cert", "pantau-central", "--out", tmp_path / "central").rc == 0
     assert run("broker-config", "--out", tmp_path / "broker").rc == 0
     broker_dir, srv = tmp_path / "broker", tmp_path / "srv"
     server = make_broker(

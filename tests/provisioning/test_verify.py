@@ -42,7 +42,9 @@ def setup(run, tmp_path: Path, make_broker, central):
     server.stop()
     server.start()  # reload the passwd/acl with the new gateway
     # "central": subscribes with its own broker identity and records last_seen
-    listener = Client(server.port, "central", (broker_dir / "central.password").read_text().strip())
+    listener = Client(
+        server.port, "pantau-central", (broker_dir / "central.password").read_text().strip()
+    )
     assert listener.connect()
     listener.subscribe("pantau/v1/+/state")
     stop = threading.Event()
