@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger().setLevel(config.log.level)
     # the poller logs a failing device once; pymodbus would log every failed poll
-    logging.getLogger("pymodbus").setLevel(logging.ERROR)
+    # (a unit that doesn't answer is an ERROR to pymodbus, on every request)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     if args.command == "check":
         return check(config, devices, offline=args.offline)
     if args.command == "poll":

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import AgentConfig, DeviceSection
-from agent.drivers import DeviceContext, Driver
+from agent.drivers import DeviceContext, Driver, PortClaim
 from agent.profiles import default_profiles_dir, load_profile
 from wire.configfile import ConfigError
 from wire.structs import ValidationError, convert, problems
@@ -28,17 +28,64 @@ def build_devices(config: AgentConfig, source: str = "agent.yaml") -> list[Devic
             [f"{source}: profiles_dir: {profiles_dir.resolve()} is not a directory of profiles"]
         )
     devices: list[Device] = []
+    indexes: list[int] = []
     problems: list[str] = []
     for index, section in enumerate(config.devices):
         if not section.enabled:
             continue
         try:
             devices.append(build_device(section, profiles_dir, source, index))
+            indexes.append(index)
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
+    link_ports(devices, indexes, source)
     return devices
+
+
+def link_ports(devices: list[Device], indexes: list[int], source: str = "agent.yaml") -> None:
+    """Devices naming the same port share it when their drivers can (Modbus units on one
+    line, one Modbus TCP gateway) and their settings agree; anything else is a
+    ConfigError naming both devices."""
+    users: dict[str, list[tuple[int, Device, PortClaim]]] = {}
+    for index, device in zip(indexes, devices, strict=True):
+        for claim in device.driver.claims():
+            users.setdefault(claim.port, []).append((index, device, claim))
+    problems: list[str] = []
+    for port, claimed in users.items():
+        first_index, first, first_claim = claimed[0]
+        for index, device, claim in claimed[1:]:
+            both = (
+                f"{source}: devices[{index}] ({device.id}) and devices[{first_index}] "
+                f"({first.id}) both use {claim.kind} {port}"
+            )
+            if claim.share is None or claim.share != first_claim.share:
+                why = (
+                    "a device that can't be addressed needs the port for itself"
+                    if claim.share is None or first_claim.share is None
+                    else f"{first_claim.share} and {claim.share} can't share a line"
+                )
+                problems.append(f"{both}: {why}")
+                continue
+            differ = [
+                f"{key} {mine} vs {theirs}"
+                for (key, mine), (_, theirs) in zip(
+                    claim.settings, first_claim.settings, strict=True
+                )
+                if mine != theirs
+            ]
+            if differ:
+                problems.append(
+                    f"{both} with different settings ({', '.join(differ)}); "
+                    "devices on one line must use the same settings"
+                )
+    if problems:
+        raise ConfigError(problems)
+    for claimed in users.values():
+        if len(claimed) > 1:
+            drivers = [device.driver for _, device, _ in claimed]
+            type(drivers[0]).link(drivers)
 
 
 def build_device(

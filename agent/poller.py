@@ -79,7 +79,9 @@ class Poller:
         error = "no attempt"
         for _attempt in range(device.retries + 1):
             try:
-                async with asyncio.timeout(device.timeout):
+                # a shared line is waited for outside the timeout: only this
+                # device's own requests count against it
+                async with self.driver.turn(), asyncio.timeout(device.timeout):
                     if not self._open:
                         await self.driver.open()
                         self._open = True

@@ -5,7 +5,9 @@ box copying receipts) runs until cancelled and emits events as they come.
 """
 
 import abc
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -52,6 +54,18 @@ class EventOut:
 
 
 @dataclass(frozen=True, slots=True)
+class PortClaim:
+    """A port a device opens. Devices may name the same port only when every one of
+    them has the same ``share`` tag (one Modbus RTU master polling many units) and the
+    same ``settings``; otherwise the config is refused naming both devices."""
+
+    port: str  # "/dev/ttyUSB0", "10.0.0.5:502"
+    kind: str  # "serial port", "Modbus TCP gateway": how the error names the port
+    share: str | None = None  # None: the device needs the port for itself
+    settings: tuple[tuple[str, Any], ...] = ()  # must agree between sharers
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceContext:
     id: str
     interval: float
@@ -81,6 +95,21 @@ class Driver(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection; must not raise."""
+
+    def claims(self) -> list[PortClaim]:
+        """The ports this device opens, checked against the other devices' before start."""
+        return []
+
+    @classmethod  # noqa: B027 - optional hook
+    def link(cls, drivers: Sequence["Driver"]) -> None:
+        """Called once per shared port with every driver sharing it (same ``share`` tag),
+        before any is opened: the place to hand them one connection."""
+
+    def turn(self) -> AbstractAsyncContextManager[None]:
+        """Held by the poller around one poll attempt, outside the poll's timeout: a
+        driver on a shared line waits here for the line, so waiting for the other
+        devices' polls never counts against this device's timeout."""
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     def metrics(self) -> list[tuple[str, str | None]]:

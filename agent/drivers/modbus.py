@@ -11,16 +11,20 @@ points of that request only; a timeout or a lost connection fails the whole poll
 (the poller then retries and reports every metric bad).
 """
 
+import contextlib
 import math
 import struct
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 
 from agent.counters import WrappingCounter
+from agent.drivers._modbus_bus import ModbusBus, silent_interval
 from agent.drivers._modbus_decode import (
     FORMATS,
     DecodeError,
@@ -39,7 +43,14 @@ from agent.drivers._modbus_plan import (
     overlaps,
     plan_reads,
 )
-from agent.drivers.base import ConnectionBase, Driver, DriverError, ProfileBase, Sample
+from agent.drivers.base import (
+    ConnectionBase,
+    Driver,
+    DriverError,
+    PortClaim,
+    ProfileBase,
+    Sample,
+)
 from wire import Duration
 from wire.structs import Section
 
@@ -231,6 +242,7 @@ class ModbusDriver(Driver):
             max_count=profile.max_registers,
         )
         self._client: Any = None
+        self._bus = self._new_bus()  # its own until link() hands it a shared one
         self._counters: dict[int, WrappingCounter] = {}
         for i, point in enumerate(profile.points):
             spec = point.counter
@@ -248,21 +260,40 @@ class ModbusDriver(Driver):
     def metrics(self) -> list[tuple[str, str | None]]:
         return [name for point in self.profile.points for name in point.metric_names()]
 
-    async def open(self) -> None:
+    def claims(self) -> list[PortClaim]:
+        conn = self.connection
+        if conn.transport == "tcp":
+            return [PortClaim(f"{conn.host}:{conn.port}", "Modbus TCP gateway", "modbus-tcp")]
+        settings = tuple((key, getattr(conn, key)) for key in SERIAL_KEYS)
+        return [PortClaim(str(conn.port), "serial port", "modbus-rtu", settings)]
+
+    @classmethod
+    def link(cls, drivers: Sequence[Driver]) -> None:
+        """Every device on one line or TCP gateway gets the same bus."""
+        modbus = [d for d in drivers if isinstance(d, ModbusDriver)]
+        if modbus:
+            bus = modbus[0]._bus
+            for driver in modbus[1:]:
+                driver._bus = bus
+
+    def _new_bus(self) -> ModbusBus:
         conn = self.connection
         timeout = max(self.device.timeout, 0.01)
-        client: Any
         # retries and reconnects are the poller's job: pymodbus tries once
         if conn.transport == "tcp":
-            client = AsyncModbusTcpClient(
-                str(conn.host),
-                port=int(conn.port or 502),
-                timeout=timeout,
-                retries=0,
-                reconnect_delay=0,
+            return ModbusBus(
+                f"{conn.host}:{conn.port}",
+                lambda: AsyncModbusTcpClient(
+                    str(conn.host),
+                    port=int(conn.port or 502),
+                    timeout=timeout,
+                    retries=0,
+                    reconnect_delay=0,
+                ),
             )
-        else:
-            client = AsyncModbusSerialClient(
+        return ModbusBus(
+            str(conn.port),
+            lambda: AsyncModbusSerialClient(
                 str(conn.port),
                 baudrate=conn.baudrate,
                 bytesize=conn.bytesize,
@@ -271,24 +302,28 @@ class ModbusDriver(Driver):
                 timeout=timeout,
                 retries=0,
                 reconnect_delay=0,
-            )
+            ),
+            silent=silent_interval(conn.baudrate),
+        )
+
+    def turn(self) -> AbstractAsyncContextManager[None]:
+        return self._bus.turn()
+
+    async def open(self) -> None:
+        conn = self.connection
         try:
-            connected = await client.connect()
+            client = await self._bus.attach(id(self))
         except Exception as exc:  # pymodbus and pyserial raise many kinds
-            client.close()
-            raise DriverError(f"cannot connect to {conn.describe()}: {exc}") from None
-        if not connected:
-            client.close()
-            raise DriverError(f"cannot connect to {conn.describe()}")
+            text = f": {exc}" if str(exc) != "connect failed" else ""
+            raise DriverError(f"cannot connect to {conn.describe()}{text}") from None
+        # the poller decides when a silent unit means a dead line, not pymodbus
+        with contextlib.suppress(AttributeError):
+            client.set_max_no_responses(1 << 30)
         self._client = client
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        self._client = None
+        self._bus.detach(id(self))
 
     async def read(self, at: float) -> list[Sample]:
         if self._client is None:
@@ -319,10 +354,28 @@ class ModbusDriver(Driver):
             "coil": client.read_coils,
             "discrete": client.read_discrete_inputs,
         }[request.function]
+        bus = self._bus
+        if bus.client is not client:  # another unit found the line broken and dropped it
+            self._client = None
+            raise DriverError(f"{bus.name}: connection lost")
+        with contextlib.suppress(AttributeError):  # this unit's own timeout, not the first's
+            client.ctx.comm_params.timeout_connect = max(self.device.timeout * 0.9, 0.01)
+        await bus.quiet()
+        answered = False
         try:
             response = await call(request.address, count=request.count, device_id=unit)
-        except ModbusException as exc:
+            answered = True
+        except ConnectionException as exc:
+            bus.drop()
+            self._client = None
             raise DriverError(f"{request.describe()}: {_pymodbus_text(exc)}") from None
+        except ModbusException as exc:
+            text = _pymodbus_text(exc)
+            if text.startswith("no answer"):  # the usual one: say who and how long
+                text = f"no answer from unit {unit} within {self.device.timeout:g}s"
+            raise DriverError(f"{request.describe()}: {text}") from None
+        finally:
+            bus.sent(answered)
         if response.isError():
             code = getattr(response, "exception_code", None)
             if isinstance(code, int):

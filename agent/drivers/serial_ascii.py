@@ -26,7 +26,14 @@ from typing import Annotated, Any, Literal
 import serial
 from msgspec import Meta
 
-from agent.drivers.base import ConnectionBase, Driver, DriverError, ProfileBase, Sample
+from agent.drivers.base import (
+    ConnectionBase,
+    Driver,
+    DriverError,
+    PortClaim,
+    ProfileBase,
+    Sample,
+)
 from wire.structs import Section
 
 READ_SLICE = 0.05  # seconds a blocking read may take before we look at the clock again
@@ -178,6 +185,10 @@ class SerialAsciiDriver(Driver):
 
     def metrics(self) -> list[tuple[str, str | None]]:
         return [(m.metric, m.unit) for m in self.profile.metrics]
+
+    def claims(self) -> list[PortClaim]:
+        # a line-printing sensor has no address: two of them can't share a port
+        return [PortClaim(str(self.connection.port), "serial port")]
 
     async def open(self) -> None:
         self._closing.clear()

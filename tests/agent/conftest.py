@@ -71,6 +71,25 @@ def sim_device(unit: int, image: Image) -> Any:
     return SimDevice(id=unit, simdata=tuple(blocks))
 
 
+class _KnownUnits:
+    """pymodbus's SimCore, but a request for a unit it doesn't serve raises
+    NoSuchIdException (SimCore falls back to unit 0), so that the server, told to
+    ignore missing devices, stays silent as an absent unit on a real line does."""
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._core, name)
+
+    async def async_getValues(self, device_id: int, *args: Any) -> Any:
+        from pymodbus.exceptions import NoSuchIdException
+
+        if device_id not in self._core.devices:
+            raise NoSuchIdException(f"no unit {device_id}")
+        return await self._core.async_getValues(device_id, *args)
+
+
 class ModbusServer:
     """pymodbus's server in a thread: ``transport`` tcp (``.port``) or rtu (``serial_port``)."""
 
@@ -119,12 +138,14 @@ class ModbusServer:
                 devices,
                 address=("127.0.0.1", self.port),
             )
-        else:
+        else:  # on an RS-485 line a unit that isn't there says nothing
             self._server = ModbusSerialServer(
                 devices,
                 port=str(self.serial_port),
                 baudrate=19200,
+                ignore_missing_devices=True,
             )
+            self._server.context = _KnownUnits(self._server.context)
         await self._server.serve_forever(background=True)
         self._stopped = asyncio.Event()
         self._ready.set()
