@@ -151,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("label", parents=[common], help="a printable label with a QR code")
     p.add_argument("id")
     p.add_argument("--out", type=Path, required=True, help="label.png or label.svg")
+    p.add_argument(
+        "--central", metavar="URL", help="central's URL (default: remembered from --central)"
+    )
     p.add_argument("--check-url", help="URL in the QR code (default: CENTRAL/gateways/ID)")
 
     p = sub.add_parser("batch", parents=[common, central, broker], help="many gateways from a CSV")
@@ -270,11 +273,19 @@ def _batch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_url(state: "ProvisionState", gateway_id: str, given: str | None = None) -> str | None:
+def _check_url(
+    state: "ProvisionState",
+    gateway_id: str,
+    given: str | None = None,
+    central_url: str | None = None,
+) -> str | None:
+    """The gateway's page on central's dashboard, or ``--check-url`` with ``{id}`` filled."""
+    from provisioning.label import gateway_page
+
     if given:
         return given.replace("{id}", gateway_id)
-    central_url = state.settings().central_url
-    return f"{central_url.rstrip('/')}/gateways/{gateway_id}" if central_url else None
+    central_url = central_url or state.settings().central_url
+    return gateway_page(central_url, gateway_id) if central_url else None
 
 
 def _broker_config(args: argparse.Namespace) -> int:
@@ -367,9 +378,8 @@ def _label(args: argparse.Namespace) -> int:
 
     state = _state(args)
     record = state.gateway(args.id)
-    out = write_label(
-        args.out, record.id, record.site, record.name, _check_url(state, record.id, args.check_url)
-    )
+    url = _check_url(state, record.id, args.check_url, args.central)
+    out = write_label(args.out, record.id, record.site, record.name, url)
     print(f"label for {record.id}: {out}")
     return 0
 

@@ -1,10 +1,11 @@
 """``label``: a printable label for the gateway's case: a QR code and the same in words.
 
-The QR code holds three lines of text, readable by any phone::
+When central's URL is known, the QR code holds only the gateway's page on central's
+dashboard, ``<central>/gateways/<id>`` (:func:`gateway_page`), so a phone's camera opens
+it at once. Without one it holds three lines of text, readable by any phone::
 
     pantau gateway gw-ambon-01
     site: Pasar Mardika
-    check: https://central.example/gateways/gw-ambon-01
 """
 
 from pathlib import Path
@@ -19,11 +20,20 @@ DPI = 300
 WIDTH, HEIGHT = 720, 300  # 61 x 25 mm at 300 dpi
 
 
+# the gateway's page on central's dashboard (central serves it on its API listener)
+GATEWAY_PAGE = "/gateways/{id}"
+
+
+def gateway_page(central_url: str, gateway_id: str) -> str:
+    """``https://pantau.kota.go.id`` → ``https://pantau.kota.go.id/gateways/gw-ambon-01``."""
+    return central_url.rstrip("/") + GATEWAY_PAGE.format(id=gateway_id)
+
+
 def qr_text(gateway_id: str, site: str, check_url: str | None) -> str:
-    lines = [f"pantau gateway {gateway_id}", f"site: {site}"]
+    """The URL alone when there is one (phones open it), else the id and site as text."""
     if check_url:
-        lines.append(f"check: {check_url}")
-    return "\n".join(lines)
+        return check_url
+    return "\n".join([f"pantau gateway {gateway_id}", f"site: {site}"])
 
 
 def _qr(text: str) -> qrcode.QRCode:

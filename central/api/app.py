@@ -10,6 +10,7 @@ import wire
 from central.api.routes import (
     alerts,
     dead_letters,
+    gateway_page,
     gateways,
     health,
     incidents,
@@ -40,4 +41,5 @@ def create_app(settings: CentralConfig, central: Central) -> FastAPI:
     for router in (alerts.router, incidents.router, silences.router, webhooks.router):
         app.include_router(router)
     app.include_router(rules.router)
+    gateway_page.add_fallback(app)  # last: only where no dashboard route serves the page
     return app

@@ -39,13 +39,11 @@ def test_png_label_with_a_qr_code(run, tmp_path: Path, central) -> None:
     assert svg.startswith("<svg") and "gw-label-1" in svg and "Pasar Mardika" in svg
 
 
-def test_qr_payload_names_id_site_and_check_url() -> None:
-    text = qr_text("gw-1", "Ambon", "https://c.example/gateways/gw-1")
-    assert text.splitlines() == [
-        "pantau gateway gw-1",
-        "site: Ambon",
-        "check: https://c.example/gateways/gw-1",
-    ]
+def test_qr_payload_is_the_url_or_names_id_and_site() -> None:
+    assert qr_text("gw-1", "Ambon", "https://c.example/gateways/gw-1") == (
+        "https://c.example/gateways/gw-1"
+    )
+    assert qr_text("gw-1", "Ambon", None).splitlines() == ["pantau gateway gw-1", "site: Ambon"]
 
 
 def test_unknown_gateway_and_bad_suffix(run, tmp_path: Path) -> None:
