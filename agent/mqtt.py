@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import MqttSection
 from wire.broker import login
+from wire.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,8 @@ def backoff_delay(
     attempt: int, low: float, high: float, rand: Callable[[], float] = random.random
 ) -> float:
     """Seconds to wait before reconnect ``attempt`` (0-based): ``low·2^attempt`` capped at
-    ``high``, then scaled into its upper half at random ("equal jitter")."""
-    cap = min(high, low * 2 ** min(attempt, 30))
-    return cap / 2 + rand() * cap / 2
+    ``high``, then scaled into its upper half at random (:class:`wire.retry.Backoff`)."""
+    return Backoff(low, high).delay(attempt, rand)
 
 
 class MqttSession:

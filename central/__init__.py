@@ -3,7 +3,7 @@
 Exceptions::
 
     wire.configfile.ConfigError   central.yaml or the rules file can't be used
-    central.influx.WriteError     an InfluxDB write failed (.retryable says if retrying helps)
+    central.influx.WriteError     an InfluxDB write failed (.outcome: wire.retry's classification)
 """
 
 __all__: list[str] = []

@@ -4,27 +4,47 @@
 ``v2``: ``POST /api/v2/write?org=&bucket=&precision=ms`` with ``Authorization: Token``,
 through influxdb-client's synchronous write API.
 
-Failures say whether a retry can help: 5xx, timeouts and connection errors are
-retryable (points are idempotent, so writing a batch twice is harmless); 4xx
-(a field type conflict, a bad point) is permanent.
+A failure carries its :class:`wire.retry.Outcome`: 5xx, 429, timeouts and connection
+errors are ``RETRY``; 401, 403 and 404 (a wrong token, a missing database) are
+``SETTING``: ingest holds and retries both (points are idempotent, so writing a batch
+twice is harmless). 413 is ``TOO_LARGE`` (split the batch); any other 4xx (a field
+type conflict, a line that doesn't parse) is ``REFUSED``: the content's fault.
 """
 
 import logging
 import urllib.parse
+from collections.abc import Mapping
 from typing import Protocol, cast
 
 import httpx
 
 from central.config import InfluxSection
+from wire.retry import classify, retry_after
 
 log = logging.getLogger(__name__)
 
 
 class WriteError(Exception):
-    def __init__(self, message: str, retryable: bool, status: int | None = None) -> None:
+    """``status`` None: no answer (unreachable, timed out). ``retry_after``: seconds
+    from InfluxDB's (or a proxy's) ``Retry-After``."""
+
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
-        self.retryable = retryable
         self.status = status
+        self.outcome = classify(status)
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Whether waiting (or fixing a setting) can make the same write succeed."""
+        return self.outcome.holds
+
+    @property
+    def reason(self) -> str:
+        """A short label for metrics and ``/readyz``: the status, or ``unreachable``."""
+        return str(self.status) if self.status is not None else "unreachable"
 
 
 class Writer(Protocol):
@@ -33,18 +53,17 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
-def _raise_for(status: int, text: str) -> None:
+def _raise_for(status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
     if status < 300:
         return
     detail = text.strip()[:500]
-    raise WriteError(
-        f"InfluxDB answered {status}: {detail}", retryable=status >= 500, status=status
-    )
+    after = retry_after(headers.get("Retry-After")) if headers else None
+    raise WriteError(f"InfluxDB answered {status}: {detail}", status=status, retry_after=after)
 
 
 def unreachable(url: str, exc: Exception) -> WriteError:
     """A connection failure: retryable, and said the same way everywhere."""
-    return WriteError(f"InfluxDB unreachable at {url}: {exc}", retryable=True)
+    return WriteError(f"InfluxDB unreachable at {url}: {exc}")
 
 
 def _http_ping(client: httpx.Client, path: str, url: str) -> None:
@@ -73,7 +92,7 @@ class V1Writer:
             resp = self._client.post("/write", params=self._params, content=body)
         except httpx.HTTPError as exc:
             raise unreachable(self.config.url, exc) from None
-        _raise_for(resp.status_code, resp.text)
+        _raise_for(resp.status_code, resp.text, resp.headers)
 
     def ping(self) -> None:
         _http_ping(self._client, "/ping", self.config.url)
@@ -122,7 +141,7 @@ class V2Writer:
                 write_precision=cast(WritePrecision, WritePrecision.MS),
             )
         except ApiException as exc:
-            _raise_for(int(exc.status or 500), str(exc.body or exc.reason))
+            _raise_for(int(exc.status or 500), str(exc.body or exc.reason), exc.headers)
         except (Urllib3Error, OSError) as exc:
             raise unreachable(self.config.url, exc) from None
 

@@ -12,15 +12,21 @@ validating the readings, formatting lines and the alert engine share one core.
 
 Threads: paho's network thread decodes and validates each message and hands its
 points to the batch queue; ``influx.writers`` writer threads take batches, write
-them (retrying 5xx and timeouts with backoff), then acknowledge the messages.
-A 4xx answer (a field type conflict) splits the batch per message; a message
-InfluxDB still refuses is dead-lettered and acknowledged, so it never blocks
-the rest.
+them, then acknowledge the messages.
+
+What an InfluxDB answer means comes from :func:`wire.retry.classify`. Unreachable,
+timeouts, 5xx and 429 (honouring ``Retry-After``), and 401/403/404 (a wrong token, a
+missing database: settings, not data) *hold*: the writer retries with backoff and
+the messages stay unacknowledged at the broker; ``/readyz`` says why, the
+``pantau_write_held_total`` metric counts it and the log says it once, and once on
+recovery. 413 splits the batch. Any other refusal is the content's: the batch is
+split by message, and a message still refused is bisected so that only the lines
+InfluxDB refuses are dead-lettered (with the message) and the rest stored.
 """
 
 import gc
 import logging
-import random
+import ssl
 import threading
 import time
 from collections import deque
@@ -42,9 +48,15 @@ from central.lineprotocol import Encoder
 from central.metrics import Metrics
 from central.registry import Registry
 from wire.broker import login
+from wire.retry import Backoff
 from wire.topics import subscription
 
 log = logging.getLogger(__name__)
+
+
+class _Stopping(Exception):
+    """Central stops while a write is held: leave its messages unacknowledged."""
+
 
 Observer = Callable[[str, Any], None]
 """Called with (kind, validated message) for every accepted uplink message."""
@@ -127,8 +139,16 @@ class Ingest:
         self._generation = 0
         self._threads: list[threading.Thread] = []
         self._database_ready = config.influx.api != "v1" or not config.influx.create_database
-        self._influx_error_logged = False
         self._write_failing = False
+        self._stop_event = threading.Event()
+        self.backoff = Backoff(0.2, 10.0)  # InfluxDB writes held and retried
+        self.reconnect_backoff = Backoff(1.0, 30.0)  # MQTT reconnects
+        self._reconnects = 0
+        self._network_thread: threading.Thread | None = None
+        self._closing = threading.Event()  # set once pending writes are acknowledged
+        self.hold_reason: str | None = None  # why writes are held: "401", "unreachable"...
+        self.hold_detail: str | None = None
+        self._held_since = 0.0
         self._reject_log = _RateLimitedLog()
         self.client = self._make_client()
 
@@ -143,7 +163,6 @@ class Ingest:
             manual_ack=True,
         )
         login(client, mqtt)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -169,6 +188,7 @@ class Ingest:
             return
         with self._cond:
             self._generation += 1
+        self._reconnects = 0
         log.info(
             "connected to %s (session %s)",
             self.config.mqtt.url,
@@ -251,12 +271,19 @@ class Ingest:
         self.client.ack(mid, 1)
 
     def _dead_letter(
-        self, topic: str, gateway: str | None, reason: str, detail: str, payload: bytes
+        self,
+        topic: str,
+        gateway: str | None,
+        reason: str,
+        detail: str,
+        payload: bytes,
+        *,
+        lines: list[str] | None = None,
     ) -> None:
         self.metrics.reject(reason)
         self._reject_log.warning(reason, topic, detail)
         try:
-            self.registry.dead_letter(topic, gateway, reason, detail, payload)
+            self.registry.dead_letter(topic, gateway, reason, detail, payload, lines=lines)
         except Exception:
             log.exception("could not store a dead letter")
 
@@ -309,50 +336,82 @@ class Ingest:
             self._write(batch)
 
     def _write(self, batch: list[Pending]) -> None:
-        """Write a batch, retrying while InfluxDB is unavailable; then acknowledge it.
-        A permanent refusal splits the batch to find and dead-letter the bad messages."""
-        lines = [line for item in batch for line in item.lines]
+        """Store a batch (holding while InfluxDB can't take it), then acknowledge it."""
+        try:
+            self._store(batch)
+        except _Stopping:
+            return  # unacknowledged: the broker sends it again after restart
+        for item in batch:
+            self._ack(item)
+        done = time.monotonic()
+        self.metrics.acknowledged(done - item.received for item in batch)
+
+    def _store(self, batch: list[Pending]) -> None:
+        """A batch InfluxDB finds too large, or refuses for its content, is split by
+        message; one message it still refuses is searched for its bad lines."""
+        lines = batch[0].lines if len(batch) == 1 else [ln for i in batch for ln in i.lines]
+        error = self._put(lines, sum(i.readings for i in batch), sum(i.events for i in batch))
+        if error is None:
+            return
+        if len(batch) > 1:
+            half = len(batch) // 2
+            self._store(batch[:half])
+            self._store(batch[half:])
+            return
+        item = batch[0]
+        refused = self._refused_lines(item, item.lines)
+        if refused:
+            line_errors = "\n".join(f"{err}: {line}" for line, err in refused[:20])
+            self._dead_letter(
+                item.topic,
+                item.gateway,
+                "influx_rejected",
+                f"InfluxDB refused {len(refused)} of {len(item.lines)} lines: {line_errors}",
+                item.payload,
+                lines=[line for line, _ in refused],
+            )
+
+    def _refused_lines(self, item: Pending, lines: list[str]) -> list[tuple[str, str]]:
+        """Bisect ``lines`` of one message: what InfluxDB stores is stored, the lines it
+        refuses for their content come back with the reason."""
+        if len(lines) > 1:
+            half = len(lines) // 2
+            return self._refused_lines(item, lines[:half]) + self._refused_lines(item, lines[half:])
+        n = len(lines)
+        error = self._put(lines, n if item.readings else 0, n if item.events else 0)
+        return [] if error is None else [(lines[0], str(error))]
+
+    def _put(self, lines: list[str], readings: int, events: int) -> WriteError | None:
+        """Write ``lines``, holding and retrying (:mod:`wire.retry`) while InfluxDB is
+        unreachable, overloaded or refuses because of a setting; returns the error when
+        the content is refused or too large, None once written."""
         body = ("\n".join(lines) + "\n").encode()
-        delay = 0.2
+        attempt = 0
         while True:
             try:
                 self._ensure_database()
                 started = time.monotonic()
                 self.writer.write(body)
             except WriteError as exc:
-                if not exc.retryable:
-                    self.metrics.write_failed("rejected")
-                    if len(batch) > 1:
-                        for item in batch:
-                            self._write([item])
-                    else:
-                        item = batch[0]
-                        self._dead_letter(
-                            item.topic, item.gateway, "influx_rejected", str(exc), item.payload
-                        )
-                        self._ack(item)
-                    return
-                self.metrics.write_failed("retry")
+                if not exc.outcome.holds:
+                    self.metrics.write_failed(exc.outcome.value)
+                    return exc
+                self.metrics.write_failed("held")
+                self.metrics.hold(exc.reason)
                 self._write_failing = True
                 self._influx_failed(exc)
-                if self._stopping:
-                    return  # unacknowledged: the broker sends it again after restart
-                time.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 10.0)
+                if exc.status == 404 and self.config.influx.create_database:
+                    self._database_ready = self.config.influx.api != "v1"  # create it again
+                delay = self.backoff.delay(attempt, at_least=exc.retry_after)
+                attempt += 1
+                if self._stop_event.wait(delay) or self._stopping:
+                    raise _Stopping from None
                 continue
-            self.metrics.wrote(
-                len(lines),
-                sum(i.readings for i in batch),
-                sum(i.events for i in batch),
-                time.monotonic() - started,
-            )
-            self._write_failing = False
-            self._influx_recovered()
-            for item in batch:
-                self._ack(item)
-            done = time.monotonic()
-            self.metrics.acknowledged(done - item.received for item in batch)
-            return
+            self.metrics.wrote(len(lines), readings, events, time.monotonic() - started)
+            if self._write_failing:
+                self._write_failing = False
+                self._influx_recovered()
+            return None
 
     def _ensure_database(self) -> None:
         if self._database_ready:
@@ -363,14 +422,26 @@ class Ingest:
 
     def _influx_failed(self, exc: WriteError) -> None:
         self.influx_ok.clear()
-        if not self._influx_error_logged:
+        reason = exc.reason
+        with self._cond:
+            if self.hold_reason is None:
+                self._held_since = time.monotonic()
+            changed, self.hold_reason = self.hold_reason != reason, reason
+            self.hold_detail = str(exc)[:300]
+        if changed:  # once when it starts, once more if the cause changes
             log.error("%s; holding messages at the broker (unacknowledged) and retrying", exc)
-            self._influx_error_logged = True
 
     def _influx_recovered(self) -> None:
-        if self._influx_error_logged:
-            log.info("InfluxDB at %s answers again", self.config.influx.url)
-            self._influx_error_logged = False
+        with self._cond:
+            reason, self.hold_reason, self.hold_detail = self.hold_reason, None, None
+        self.metrics.hold(None)
+        if reason is not None:
+            log.info(
+                "InfluxDB at %s is back after %.0fs of %s; writing what was held",
+                self.config.influx.url,
+                time.monotonic() - self._held_since,
+                reason,
+            )
         self.influx_ok.set()
 
     # lifecycle
@@ -390,18 +461,43 @@ class Ingest:
             clean_start=False,
             properties=self._connect_properties(),
         )
-        self.client.loop_start()
+        self._network_thread = threading.Thread(target=self._network, name="mqtt", daemon=True)
+        self._network_thread.start()
+
+    def _network(self) -> None:
+        """paho's network loop; we own reconnecting, with :class:`wire.retry.Backoff`
+        (the same as the agent's), so central and a city's gateways don't knock at the
+        broker in lockstep after it restarts."""
+        client = self.client
+        while not self._closing.is_set():
+            try:
+                client.reconnect()
+                rc = paho.MQTT_ERR_SUCCESS
+                while rc == paho.MQTT_ERR_SUCCESS and not self._closing.is_set():
+                    rc = client.loop(timeout=0.5)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                if self._reconnects == 0:
+                    log.warning("cannot connect to %s: %s", self.config.mqtt.url, exc)
+            except Exception:  # never let the network thread die
+                log.exception("MQTT network loop failed")
+            if self._closing.is_set():
+                break
+            self._closing.wait(self.reconnect_backoff.delay(self._reconnects))
+            self._reconnects += 1
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is pending (acknowledging it), then disconnect."""
         with self._cond:
             self._stopping = True
+            self._stop_event.set()
             self._cond.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
+        self._closing.set()
         self.client.disconnect()
-        self.client.loop_stop()
+        if self._network_thread is not None:
+            self._network_thread.join(5)
         self.registry.flush()
 
     def probe_influx(self) -> bool:

@@ -39,7 +39,8 @@ DELIVERY_OUTCOMES = ("delivered", "retried", "failed", "expired")
 GATEWAY_STATUSES = ("online", "offline", "never_seen")
 # shown as 0 from the start, so rate() and alerting rules see them before the first one
 REJECT_REASONS = ("bad_json", "schema", "too_large", "gateway_mismatch", "bad_topic")
-WRITE_ERROR_KINDS = ("retry", "rejected")
+# "held": a write held and retried (wire.retry RETRY or SETTING); "refused"/"too_large": split
+WRITE_ERROR_KINDS = ("held", "refused", "too_large")
 
 WRITE_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 BATCH_POINTS = (10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000)
@@ -107,7 +108,8 @@ class Metrics:
         )
         self._write_errors = Counter(
             "pantau_write_errors",
-            "Failed InfluxDB writes, by kind (retry: will be tried again; rejected: refused).",
+            "Failed InfluxDB writes, by kind (held: will be tried again; refused: the content "
+            "was refused, the batch is split; too_large: 413, the batch is split).",
             ["kind"],
             registry=registry,
         )
@@ -153,6 +155,19 @@ class Metrics:
             "Messages received but not yet acknowledged.",
             registry=registry,
         ).set_function(lambda: self.pending_messages)
+        self._held = Counter(
+            "pantau_write_held",
+            "InfluxDB write attempts held and retried, their messages kept unacknowledged at "
+            "the broker, by cause: an HTTP status (401, 403, 404, 429, 5xx) or unreachable.",
+            ["reason"],
+            registry=registry,
+        )
+        self.holding: str | None = None
+        Gauge(
+            "pantau_write_holding",
+            "1 while InfluxDB writes are held (see /readyz for why), else 0.",
+            registry=registry,
+        ).set_function(lambda: 0.0 if self.holding is None else 1.0)
         self._gauges: dict[str, Gauge] = {}
         self._lock = threading.Lock()
 
@@ -180,6 +195,13 @@ class Metrics:
 
     def write_failed(self, kind: str) -> None:
         self._write_errors.labels(kind).inc()
+
+    def hold(self, reason: str | None) -> None:
+        """A write held (not dropped) because of ``reason`` (``"401"``, ``"unreachable"``);
+        None: writes go through again."""
+        self.holding = reason
+        if reason is not None:
+            self._held.labels(reason).inc()
 
     # updated by the webhook outbox
 

@@ -94,9 +94,15 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL,
     detail TEXT NOT NULL,
     size INTEGER NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    lines TEXT
 );
 """
+
+MIGRATIONS = (
+    # (table, column, definition): columns added after the first release
+    ("dead_letters", "lines", "TEXT"),
+)
 
 DEAD_LETTER_KEEP_BYTES = 1024 * 1024
 
@@ -118,6 +124,10 @@ class Registry:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        for table, column, definition in MIGRATIONS:
+            columns = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         self._lock = threading.RLock()
         self._seen: dict[str, Seen] = {}
         self._known: set[str] = {r[0] for r in self._db.execute("SELECT id FROM gateways")}
@@ -216,14 +226,23 @@ class Registry:
     # dead letters
 
     def dead_letter(
-        self, topic: str, gateway: str | None, reason: str, detail: str, payload: bytes
+        self,
+        topic: str,
+        gateway: str | None,
+        reason: str,
+        detail: str,
+        payload: bytes,
+        *,
+        lines: list[str] | None = None,
     ) -> None:
+        """``lines``: the line-protocol lines InfluxDB refused (the rest of the message
+        is stored); a replay writes only those."""
         now = time.time()
         with self._lock:
             self._db.execute(
                 "INSERT INTO dead_letters "
-                "(received, topic, gateway, reason, detail, size, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "(received, topic, gateway, reason, detail, size, payload, lines) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     now,
                     topic,
@@ -232,6 +251,7 @@ class Registry:
                     detail[:2000],
                     len(payload),
                     payload[:DEAD_LETTER_KEEP_BYTES],
+                    "\n".join(lines) if lines else None,
                 ),
             )
             self._db.execute(

@@ -11,7 +11,7 @@ import wire
 from central.alerts import payload
 from central.alerts.coverage import catalog, unmatched
 from central.alerts.rules import load_rules
-from central.alerts.signing import HEADER, sign
+from central.alerts.signing import DELIVERY_HEADER, HEADER, sign
 from wire.configfile import ConfigError
 
 
@@ -22,8 +22,8 @@ def webhook_test(args: argparse.Namespace) -> int:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"pantau-central/{wire.__version__}",
-        HEADER: sign(args.secret, body, int(now)),
-        "X-Pantau-Delivery": "test",
+        HEADER: sign(args.secret, body, int(now), "test"),
+        DELIVERY_HEADER: "test",
         "X-Pantau-Event": args.status,
     }
     try:

@@ -1,8 +1,9 @@
 """The webhook outbox: every notification is a row in SQLite, written in the same
 transaction as the incident change that caused it, then delivered by one worker
 thread per webhook. Alertmanager's Retrier rule: the sender says whether a failure
-is retryable. 5xx, 408, 429, timeouts and connection errors are retried with
-exponential backoff and jitter (capped at ``alerts.max_backoff``) until delivered
+is retryable (:mod:`wire.retry`, shared with InfluxDB writes and MQTT reconnects).
+5xx, 408, 429, timeouts and connection errors are retried with exponential backoff
+and jitter (capped at ``alerts.max_backoff``, at least a ``Retry-After``) until delivered
 or ``alerts.webhook_expiry`` has passed (``expired``); any other answer is a
 permanent failure (``failed``), recorded with the status and the start of the body.
 
@@ -23,8 +24,9 @@ import httpx
 
 import wire
 from central.alerts.matching import labels_match
-from central.alerts.signing import HEADER, sign
+from central.alerts.signing import DELIVERY_HEADER, HEADER, sign
 from central.alerts.store import AlertStore
+from wire.retry import Backoff, Outcome, classify, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class DeliveryError(Exception):
         self.retryable = retryable
         self.status = status
         self.body = body
+        self.retry_after: float | None = None  # seconds, from the recipient's Retry-After
 
 
 @dataclass
@@ -51,7 +54,8 @@ class Hook:
 
 
 def retryable_status(status: int) -> bool:
-    return status >= 500 or status in (408, 429)
+    """5xx, 408 and 429 (:func:`wire.retry.classify`); any other refusal fails for good."""
+    return classify(status) is Outcome.RETRY
 
 
 class Sender:
@@ -70,12 +74,14 @@ class Sender:
         if 200 <= response.status_code < 300:
             return response.status_code
         text = response.content[:BODY_KEEP].decode("utf-8", "replace")
-        raise DeliveryError(
+        error = DeliveryError(
             f"HTTP {response.status_code}",
             retryable=retryable_status(response.status_code),
             status=response.status_code,
             body=text,
         )
+        error.retry_after = retry_after(response.headers.get("Retry-After"))
+        raise error
 
     def close(self) -> None:
         self.client.close()
@@ -103,6 +109,7 @@ class Outbox:
         self.expiry = expiry
         self.max_backoff = max_backoff
         self.first_backoff = first_backoff
+        self.backoff = Backoff(first_backoff, max_backoff)
         self.rng = rng or random.Random()
         self.wake = {name: threading.Event() for name in self.hooks}
         self._senders: dict[str, Sender] = {}
@@ -204,8 +211,8 @@ class Outbox:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"pantau-central/{wire.__version__}",
-            HEADER: sign(hook.secret, body, int(now)),
-            "X-Pantau-Delivery": row["uid"],
+            HEADER: sign(hook.secret, body, int(now), row["uid"]),
+            DELIVERY_HEADER: row["uid"],
             "X-Pantau-Event": row["event"],
         }
         attempts = row["attempts"] + 1
@@ -214,8 +221,7 @@ class Outbox:
         except DeliveryError as exc:
             done = self.now()
             if exc.retryable:
-                delay = min(self.max_backoff, self.first_backoff * 2 ** (attempts - 1))
-                delay *= self.rng.uniform(0.5, 1.0)
+                delay = self.backoff.delay(attempts - 1, self.rng.random, exc.retry_after)
                 when = min(done + delay, row["created"] + self.expiry)
                 self.store.execute(
                     "UPDATE outbox SET attempts = ?, next_attempt = ?, last_error = ?, "

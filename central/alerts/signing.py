@@ -1,21 +1,36 @@
-"""Webhook signatures: ``X-Pantau-Signature: t=<unix seconds>,v1=<hex>`` where
-``<hex>`` is HMAC-SHA256(secret, ``"<t>.<raw body>"``). Recipients check the
-HMAC with a constant-time compare and refuse a ``t`` outside their replay window."""
+"""Webhook signatures: ``X-Pantau-Signature: t=<unix seconds>,v2=<hex>`` where ``<hex>``
+is HMAC-SHA256(secret, ``"<t>.<delivery id>.<raw body>"``) and the delivery id is the
+``X-Pantau-Delivery`` header. Recipients check the HMAC with a constant-time compare,
+refuse a ``t`` outside their replay window and drop a delivery id they have seen: since
+the id is signed, a forger can't dress up a captured notification as a new delivery.
+
+(``v1``, before 0.2, signed only ``"<t>.<raw body>"``; it is no longer sent.)"""
 
 import hashlib
 import hmac
 
 HEADER = "X-Pantau-Signature"
+DELIVERY_HEADER = "X-Pantau-Delivery"
 DEFAULT_TOLERANCE = 300.0
 
 
-def sign(secret: str, body: bytes, t: int) -> str:
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+def _mac(secret: str, body: bytes, t: int, delivery: str) -> str:
+    signed = f"{t}.{delivery}.".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes, t: int, delivery: str) -> str:
+    return f"t={t},v2={_mac(secret, body, t, delivery)}"
 
 
 def verify(
-    secret: str, body: bytes, header: str, now: float, tolerance: float = DEFAULT_TOLERANCE
+    secret: str,
+    body: bytes,
+    header: str,
+    delivery: str,
+    *,
+    now: float,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> bool:
     """What a recipient does (docs/alerts.md has the same in a few lines)."""
     parts: dict[str, list[str]] = {}
@@ -29,5 +44,5 @@ def verify(
         return False
     if abs(now - t) > tolerance:
         return False
-    expected = sign(secret, body, t).partition(",v1=")[2]
-    return any(hmac.compare_digest(expected, v) for v in parts.get("v1", []))
+    expected = _mac(secret, body, t, delivery)
+    return any(hmac.compare_digest(expected, v) for v in parts.get("v2", []))

@@ -186,14 +186,17 @@ def test_payload_is_alertmanager_v4_and_the_signature_verifies(
 
         got = receiver.received[0]
         header = got.headers[signing.HEADER]
-        assert header.startswith(f"t={int(clock())},v1=") or header.startswith("t=")
-        assert signing.verify(SECRET, got.body, header, now=clock())
+        delivery = got.headers[signing.DELIVERY_HEADER]
+        assert header.startswith("t=") and ",v2=" in header
+        assert signing.verify(SECRET, got.body, header, delivery, now=clock())
         tampered = got.body.replace(b"301", b"299")
         assert tampered != got.body
-        assert not signing.verify(SECRET, tampered, header, now=clock())
-        assert not signing.verify("another-secret", got.body, header, now=clock())
-        assert not signing.verify(SECRET, got.body, header, now=clock() + 3600)  # a replay
-        assert not signing.verify(SECRET, got.body, "v1=deadbeef", now=clock())
+        assert not signing.verify(SECRET, tampered, header, delivery, now=clock())
+        assert not signing.verify("another-secret", got.body, header, delivery, now=clock())
+        # a captured notification passed off as a new delivery
+        assert not signing.verify(SECRET, got.body, header, "0" * 32, now=clock())
+        assert not signing.verify(SECRET, got.body, header, delivery, now=clock() + 3600)
+        assert not signing.verify(SECRET, got.body, "v2=deadbeef", delivery, now=clock())
     finally:
         service.stop()
 
@@ -205,6 +208,7 @@ def test_webhook_test_command_sends_a_signed_sample(receiver: Receiver) -> None:
     assert webhook_test(args) == 0
     [got] = receiver.wait(1)
     assert got.json["status"] == "resolved" and got.json["version"] == "4"
-    assert signing.verify("cli-secret", got.body, got.headers[signing.HEADER], now=time.time())
+    header = got.headers[signing.HEADER]
+    assert signing.verify("cli-secret", got.body, header, "test", now=time.time())
     receiver.answer = 400
     assert webhook_test(args) == 1

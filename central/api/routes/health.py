@@ -20,15 +20,19 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz")
 def readyz(central: CentralDep) -> JSONResponse:
     """200 when connected to the broker, InfluxDB answers and takes writes and the
-    pending backlog is under ``influx.max_pending``; 503 otherwise."""
+    pending backlog is under ``influx.max_pending``; 503 otherwise, with ``holding``
+    saying why writes are held (``401``, ``429``, ``unreachable``...)."""
     ingest = central.ingest
     ready = central.ready
-    body = {
+    body: dict[str, object] = {
         "ready": ready,
         "broker": ingest.connected.is_set(),
         "influx": ingest.influx_up,
         "overloaded": ingest.overloaded,
     }
+    if ingest.hold_reason is not None:
+        # why InfluxDB writes are held (messages wait, unacknowledged, at the broker)
+        body["holding"] = {"reason": ingest.hold_reason, "detail": ingest.hold_detail}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
