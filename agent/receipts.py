@@ -2,19 +2,23 @@
 
 Prints one JSON line per receipt, as the tapping box would send it (without
 the raw bytes): ``receipt_no``, ``datetime``, ``subtotal``, ``service``,
-``tax``, ``total``, ``items`` (numbers in rupiah, null when absent), how the
-receipt ended, its size, and ``error`` (null when it was read). A capture
-file has no timing, so receipts end at cut commands and at the end of the file.
+``tax``, ``total``, ``items`` (amounts exactly as printed, ``1250000.00``,
+null when absent), how the receipt ended, its size, and ``error`` (null when
+it was read). A capture file has no timing, so receipts end at cut commands
+and at the end of the file.
 
 Exit status: 0 when the file was read (even if some receipts have errors; they
-are counted on standard error), 2 for a bad profile or an unreadable file.
+are counted on standard error), 2 for a bad profile or an unreadable file. A
+reader that stops early (``| head -1``) ends the output quietly, status 0.
 """
 
-import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+import msgspec
 
 from agent.escpos import EscposProfile, ReceiptReader
 from agent.escpos.receipt import Record
@@ -38,7 +42,9 @@ def print_receipts(
             file=sys.stderr,
         )
         return 2
-    reader = ReceiptReader(loaded, raw=False)
+    reader = ReceiptReader(loaded, raw=False, exact=True)
+    encoder = msgspec.json.Encoder(decimal_format="number")
+    out = sys.stdout.buffer
     count = errors = 0
 
     def emit(records: list[Record]) -> None:
@@ -48,7 +54,8 @@ def print_receipts(
             errors += error is not None
             if not show_text:
                 data.pop("text", None)
-            print(json.dumps({**data, "error": error}, ensure_ascii=False), flush=True)
+            out.write(encoder.encode({**data, "error": error}) + b"\n")
+            out.flush()
 
     name = "standard input" if str(path) == "-" else str(path)
     try:
@@ -57,12 +64,25 @@ def print_receipts(
         else:
             with open(path, "rb") as stream:
                 _read(stream, reader, emit)
+        emit(reader.end())
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
     except OSError as exc:
         print(f"error: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    emit(reader.end())
     print(f"{name}: {count} receipts, {errors} with errors", file=sys.stderr)
     return 0
+
+
+def _quiet_stdout() -> None:
+    """The reader of our output has gone (``| head -1``): point standard output
+    at /dev/null so the interpreter's last flush doesn't fail on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _read(stream: BinaryIO, reader: ReceiptReader, emit: Callable[[list[Record]], None]) -> None:

@@ -16,7 +16,7 @@ Raw bytes are kept up to ``max_bytes`` per receipt; past that they are counted
 
 import codecs
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from agent.escpos.tokenizer import Token, Tokenizer
 
@@ -27,11 +27,142 @@ Mark = tuple[bytearray, int]
 MAX_LINE_CHARS = 512
 """A line longer than this (no line feed for a long time) is broken."""
 
+FONT_A_DOTS = 12
+"""Width of one character of font A in dots (the column unit of a line)."""
+FONT_B_DOTS = 9
+TAB_EVERY = 8
+"""Default horizontal tab stops: every 8 characters."""
+
 _GRAPHICS = frozenset(
-    {"GS v 0", "GS ( L", "GS 8 L", "ESC *", "GS k", "GS ( k", "FS p", "GS /", "ESC Z", "DC2 *"}
+    {
+        "GS v 0",
+        "GS ( L",
+        "GS 8 L",
+        "ESC *",
+        "GS k",
+        "GS ( k",
+        "FS p",
+        "GS /",
+        "ESC Z",
+        "DC2 *",
+        "GS Q 0",
+    }
 )
 _LINE_END_COMMANDS = frozenset({"ESC d", "ESC J", "ESC e", "ESC K", "ESC FF"})
-_SPACE_COMMANDS = frozenset({"ESC $", "ESC \\", "GS T"})
+
+
+KATAKANA = "katakana"
+"""Epson's character table 1 (``ESC t 1``): ASCII, half-width katakana at
+0xA1-0xDF and block/box graphics at 0x80-0x9F and 0xE0-0xFF. No Python codec
+has it; the graphics come out as box-drawing characters (rules and borders)."""
+
+
+class _KatakanaDecoder:
+    def decode(self, data: bytes, final: bool = False) -> str:
+        out = []
+        for b in data:
+            if b < 0x80:
+                out.append(chr(b))
+            elif 0xA1 <= b <= 0xDF:
+                out.append(chr(0xFF61 + b - 0xA1))
+            elif b == 0xA0:
+                out.append(" ")
+            elif b in (0x96, 0x97):
+                out.append("\u2502")  # vertical rule
+            else:
+                out.append("\u2500")  # horizontal rules, corners, blocks
+        return "".join(out)
+
+    def reset(self) -> None:
+        pass
+
+
+def _decoder(code_page: str) -> Any:
+    if code_page == KATAKANA:
+        return _KatakanaDecoder()
+    return codecs.getincrementaldecoder(code_page)(errors="replace")
+
+
+class _Line:
+    """Where the printer puts each character of the line being printed.
+
+    Positions are in dots from the left edge of the paper, as the commands
+    give them: ``ESC $`` (absolute), ``ESC \\`` (relative), ``HT`` (to the next
+    tab stop set by ``ESC D``), ``GS L`` (left margin); character widths follow
+    the font (``ESC M``, ``ESC !``), the size (``GS !``, ``ESC !``) and the
+    right-side spacing (``ESC SP``). The motion unit is taken as one dot.
+    Rendering puts the characters in the order they land on paper, with spaces
+    for the gaps, so text sent out of visual order comes out in place and a
+    column placed at dot 300 starts near character column 25.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.font_b = False
+        self.width_mult = 1
+        self.esc_bang_wide = False
+        self.gs_wide = 1
+        self.spacing = 0
+        self.margin = 0
+        self.tabs: list[int] = []
+        self.clear()
+
+    def clear(self) -> None:
+        self.x = self.margin
+        self.chars: list[tuple[int, int, int, str]] = []  # x, width, order, char
+
+    @property
+    def char_dots(self) -> int:
+        base = FONT_B_DOTS if self.font_b else FONT_A_DOTS
+        return (base + self.spacing) * max(self.gs_wide, 2 if self.esc_bang_wide else 1)
+
+    def put(self, text: str) -> None:
+        for ch in text:
+            if ch == "\t":
+                self.tab()
+                continue
+            width = self.char_dots
+            self.chars.append((self.x, width, len(self.chars), ch))
+            self.x += width
+
+    def tab(self) -> None:
+        unit = FONT_B_DOTS if self.font_b else FONT_A_DOTS
+        column = (self.x - self.margin) / unit
+        stops = self.tabs or range(TAB_EVERY, 256, TAB_EVERY)
+        for stop in stops:
+            if stop > column + 1e-9:
+                self.x = self.margin + stop * unit
+                return
+
+    def render(self) -> str:
+        placed: list[tuple[int, int, int, str]] = []
+        for item in sorted(self.chars):
+            if placed and item[0] < placed[-1][0] + placed[-1][1] // 2:
+                if item[2] > placed[-1][2]:  # printed later over the same place
+                    placed[-1] = item
+                continue
+            placed.append(item)
+        out: list[str] = []
+        column = 0
+        end = 0
+        for x, width, _, ch in placed:
+            target = round(x / FONT_A_DOTS)
+            if out and x - end >= FONT_A_DOTS // 2:
+                gap = max(1, target - column)
+            elif not out:
+                gap = target
+            else:
+                gap = 0
+            out.append(" " * gap + ch)
+            column += gap + max(1, round(width / FONT_A_DOTS))
+            end = x + width
+        return "".join(out).rstrip()
+
+    @property
+    def length(self) -> int:
+        return len(self.chars)
 
 
 @dataclass
@@ -63,7 +194,7 @@ class ReceiptAssembler:
         max_bytes: int = 65536,
         max_lines: int = 1000,
     ) -> None:
-        codecs.lookup(code_page)
+        _decoder(code_page)
         self.default_code_page = code_page
         self.code_pages = dict(code_pages or {})
         self.idle_gap = idle_gap
@@ -72,18 +203,19 @@ class ReceiptAssembler:
         self.tokenizer = Tokenizer()
         self._last_byte: float | None = None
         self._code_page = code_page
+        self._decoder = _decoder(code_page)
+        self._tab_args = False
+        self._line = _Line()  # printer state (fonts, margin, tabs) lasts until ESC @
         self._reset()
 
     def _reset(self) -> None:
         self._raw = bytearray()
         self._size = 0
         self._lines: list[str] = []
-        self._segments: list[str] = []
-        self._text = bytearray()
-        self._line_chars = 0
+        self._line.clear()
         self._content = False
         self._graphics = 0
-        self._after_cr = False
+        self._last_newline = b""
         self._used_pages: set[str] = set()
 
     def feed(self, data: bytes, now: float | None = None) -> list[RawReceipt]:
@@ -140,38 +272,62 @@ class ReceiptAssembler:
         self._keep(token.raw)
         kind = token.kind
         if kind == "text":
-            self._after_cr = False
-            self._text += token.raw
-            self._line_chars += len(token.raw)
+            self._last_newline = b""
+            self._put(token.raw)
             if not self._content and token.raw.strip():
                 self._content = True
-            if self._line_chars >= MAX_LINE_CHARS:
+            if self._line.length >= MAX_LINE_CHARS:
                 self._end_line(out)
         elif kind == "newline":
-            if token.raw == b"\n" and self._after_cr:
-                self._after_cr = False
+            # CR LF and LF CR are one line end; CR alone and LF alone are one each.
+            if self._last_newline and token.raw != self._last_newline:
+                self._last_newline = b""
                 return
             self._end_line(out)
-            self._after_cr = token.raw == b"\r"
+            self._last_newline = token.raw if token.raw in (b"\r", b"\n") else b""
         elif kind == "command":
-            self._after_cr = False
+            self._last_newline = b""
+            self._tab_args = False
             self._command(token, out)
+        elif self._tab_args:  # data after ESC D: the tab stops
+            self._tab_stops(token.raw)
 
     def _command(self, token: Token, out: list[RawReceipt]) -> None:
-        name = token.name
+        name, args, line = token.name, token.args, self._line
         if name == "ESC t":
-            self._flush_text()
-            self._code_page = self.code_pages.get(token.args[0], self._code_page)
+            self._switch_code_page(self.code_pages.get(args[0], self._code_page))
         elif name == "ESC @":
-            self._flush_text()
-            self._code_page = self.default_code_page
+            self._switch_code_page(self.default_code_page)
+            chars = line.chars
+            line.reset()
+            line.chars = chars  # text already sent stays in the buffer
         elif name in _GRAPHICS:
             self._content = True
             self._graphics += 1
         elif name in _LINE_END_COMMANDS:
             self._end_line(out)
-        elif name in _SPACE_COMMANDS:
-            self._text += b" "
+        elif name == "ESC $":
+            line.x = line.margin + (args[0] | args[1] << 8)
+        elif name == "ESC \\":
+            move = args[0] | args[1] << 8
+            line.x = max(line.margin, line.x + (move - 0x10000 if move & 0x8000 else move))
+        elif name == "GS L":
+            at_start = not line.chars
+            line.margin = args[0] | args[1] << 8
+            if at_start:
+                line.x = line.margin
+        elif name == "ESC !":
+            line.font_b = bool(args[0] & 0x01)
+            line.esc_bang_wide = bool(args[0] & 0x20)
+        elif name == "GS !":
+            line.gs_wide = (args[0] >> 4 & 0x07) + 1
+        elif name == "ESC M":
+            line.font_b = args[0] in (1, 49)
+        elif name == "ESC SP":
+            line.spacing = args[0]
+        elif name == "ESC D":
+            line.tabs = []
+            self._tab_args = True
         elif token.is_cut:
             self._end_line(out, check_size=False)
             if self._content:
@@ -187,17 +343,41 @@ class ReceiptAssembler:
             self._raw += raw[:room]
         self._size += len(raw)
 
-    def _flush_text(self) -> None:
-        if self._text:
-            self._segments.append(bytes(self._text).decode(self._code_page, errors="replace"))
+    def _put(self, raw: bytes) -> None:
+        text = self._decoder.decode(raw)
+        if text:
             self._used_pages.add(self._code_page)
-            self._text.clear()
+            self._line.put(text)
+
+    def _switch_code_page(self, name: str) -> None:
+        rest = self._decoder.decode(b"", final=True)
+        if rest:
+            self._line.put(rest)
+        if name != self._code_page:
+            self._code_page = name
+            self._decoder = _decoder(name)
+        else:
+            self._decoder.reset()
+
+    def _tab_stops(self, data: bytes) -> None:
+        """The parameter bytes of ``ESC D`` (tab stops in characters, NUL-ended)."""
+        stops = self._line.tabs
+        for b in data:
+            if b == 0 or (stops and b <= stops[-1]):
+                self._tab_args = False
+                return
+            stops.append(b)
+
+    def _render(self) -> str:
+        rest = self._decoder.decode(b"", final=True)
+        if rest:
+            self._line.put(rest)
+        line = self._line.render()
+        self._line.clear()
+        return line
 
     def _end_line(self, out: list[RawReceipt], check_size: bool = True) -> None:
-        self._flush_text()
-        line = "".join(self._segments).replace("\t", " ").rstrip()
-        self._segments.clear()
-        self._line_chars = 0
+        line = self._render()
         if not line and not self._lines:
             return  # blank lines before the first text are not kept
         self._lines.append(line)
@@ -205,9 +385,8 @@ class ReceiptAssembler:
             out.append(self._close("size"))
 
     def _close(self, ended_by: EndedBy) -> RawReceipt:
-        self._flush_text()
-        if self._segments:
-            self._lines.append("".join(self._segments).replace("\t", " ").rstrip())
+        if self._line.chars:
+            self._lines.append(self._render())
         while self._lines and not self._lines[-1]:
             self._lines.pop()
         receipt = RawReceipt(

@@ -1,40 +1,82 @@
-"""Money amounts as printed on receipts, turned into whole rupiah.
+"""Money amounts as printed on receipts, kept exact (``Decimal``, minor units
+as printed: ``1.250.000,00`` is ``Decimal("1250000.00")``, ``$ 14.25`` is
+``Decimal("14.25")``).
 
-Accepted: ``Rp 1.250.000``, ``Rp.45.000``, ``IDR 45,000``, ``1.250.000,00``,
-``1,250,000``, ``1,250,000.00``, ``45.000``, ``12500``, and negatives
-(discounts) written ``-5.000``, ``Rp -5.000``, ``-Rp 5.000``, ``5.000-`` or
-``(5.000)``. Percentages (``10%``) are never amounts.
+Accepted: digits with thousands separators and a decimal mark, a currency
+symbol or code before or after the amount, spaced or glued (``Rp 1.250.000``,
+``Rp.45.000``, ``IDR 45,000``, ``$14.25``, ``14.25 USD``, ``RM12.50``,
+``S$ 5.00``, ``€3,50``, ``165.000,-``), and negatives (discounts) written
+``-5.000``, ``Rp -5.000``, ``-Rp 5.000``, ``5.000-`` or ``(5.000)``.
+Percentages (``10%``) are never amounts, nor are digits glued to letters
+(``PB1``, ``A05``, ``T0123``).
 
 Separators, with ``thousands: auto`` (the default):
 
 - both ``.`` and ``,`` present: the last one is the decimal mark;
 - one kind present several times: thousands (``1.250.000``, ``1,250,000``);
-- one kind present once: thousands when exactly three digits follow
-  (``45.000`` is 45000), decimal mark when one or two follow (``1250,00``).
+- one kind present once with one, two or more than three digits after it:
+  the decimal mark (``14.25``, ``1250,00``);
+- one kind present once with exactly three digits after it (``1.500``,
+  ``45,000``) is ambiguous: the decimal mark in use decides. That is the one
+  the receipt itself shows in its unambiguous amounts (a receipt that prints
+  ``13.00`` writes ``1.500`` for one and a half), else the profile's
+  ``locale`` (``id``: ``1.500`` is fifteen hundred; ``en``: one and a half).
 
 ``thousands: dot`` or ``comma`` fixes the thousands separator instead.
-Rupiah has no minor unit in use, so a decimal part is rounded to the nearest
-whole rupiah, halves away from zero: ``1.250.000,00`` is 1250000 and
-``999,50`` is 1000.
 """
 
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 Thousands = Literal["auto", "dot", "comma"]
+DecimalMark = Literal[".", ","]
+
+
+@dataclass(frozen=True, slots=True)
+class LocaleRules:
+    """How a locale prints money and dates."""
+
+    decimal_mark: DecimalMark
+    day_first: bool
+
+
+LOCALES: dict[str, LocaleRules] = {
+    "id": LocaleRules(",", day_first=True),
+    "id-ID": LocaleRules(",", day_first=True),
+    "en": LocaleRules(".", day_first=False),
+    "en-US": LocaleRules(".", day_first=False),
+    "en-GB": LocaleRules(".", day_first=True),
+    "en-AU": LocaleRules(".", day_first=True),
+    "en-SG": LocaleRules(".", day_first=True),
+    "en-MY": LocaleRules(".", day_first=True),
+    "en-IN": LocaleRules(".", day_first=True),
+    "ms": LocaleRules(".", day_first=True),
+    "ms-MY": LocaleRules(".", day_first=True),
+}
+"""Locale names a profile may give (``locale:``)."""
+
+CURRENCY = (
+    r"(?:rp\.?|idr|us\$|usd|s\$|sgd|rm|myr|a\$|aud|nz\$|nzd|hk\$|hkd|nt\$|twd|c\$|cad"
+    r"|r\$|brl|eur|gbp|jpy|cny|rmb|php|thb|inr|vnd|krw|chf|[$€£¥₱฿₹₫₩])"
+)
+"""Currency symbols and ISO codes printed next to amounts (case-insensitive)."""
 
 _AMOUNT = re.compile(
-    r"""
-    (?<![A-WYZa-wyz0-9_.,])   # not inside a word or a number ("PB1"); "2x15.000" is fine
+    rf"""
+    (?<![A-WYZa-wyz0-9_.,$€£¥])   # not inside a word or a number ("PB1"); "2x15.000" is fine
     (?P<open>\()?\s*
     (?P<sign>[-\u2212])?\s*
-    (?:(?:rp|idr)\.?\s*)?
+    (?:{CURRENCY}\s*)?
     (?P<sign2>[-\u2212])?\s*
     (?<!\d)(?<!\d[.,])
-    (?P<num>\d{1,3}(?:[.,]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)
+    (?P<num>\d{{1,3}}(?:[.,]\d{{3}})+(?:[.,]\d{{1,2}})?|\d+(?:[.,]\d{{1,3}})?)
     (?!\d|%|\s*%|[.,]\d)
     (?P<trail>-(?!\d))?
+    (?:,-)?
+    (?:\s?{CURRENCY}(?![A-Za-z]))?
     (?P<close>\))?
     """,
     re.IGNORECASE | re.VERBOSE,
@@ -43,46 +85,80 @@ _AMOUNT = re.compile(
 _INTEGER = re.compile(r"(?<![\d.,])(\d{1,6})(?![\d%]|[.,]\d)")
 
 
-def amount_value(num: str, thousands: Thousands = "auto") -> int:
-    """The whole-rupiah value of digits with separators (no sign, no currency)."""
+def _decimal_mark(num: str, thousands: Thousands, hint: DecimalMark) -> str:
+    """The decimal mark used in ``num`` ("" when it has none)."""
     if thousands == "dot":
-        decimal_mark = ","
-    elif thousands == "comma":
-        decimal_mark = "."
-    else:
-        dots, commas = num.count("."), num.count(",")
-        if dots and commas:
-            decimal_mark = "," if num.rfind(",") > num.rfind(".") else "."
-        elif dots + commas == 1:
-            sep = "." if dots else ","
-            decimal_mark = sep if len(num) - num.index(sep) - 1 != 3 else ""
-        else:
-            decimal_mark = ""
-    if decimal_mark:
-        whole, _, frac = num.rpartition(decimal_mark)
-        if not whole:  # ",50" - no whole part
-            whole, frac = frac, ""
+        return "," if "," in num else ""
+    if thousands == "comma":
+        return "." if "." in num else ""
+    dots, commas = num.count("."), num.count(",")
+    if dots and commas:
+        return "," if num.rfind(",") > num.rfind(".") else "."
+    if dots + commas != 1:
+        return ""
+    sep = "." if dots else ","
+    whole, _, frac = num.partition(sep)
+    if len(frac) != 3 or len(whole) > 3:
+        return sep
+    return sep if sep == hint else ""
+
+
+def amount_value(num: str, thousands: Thousands = "auto", hint: DecimalMark = ",") -> Decimal:
+    """The exact value of digits with separators (no sign, no currency);
+    ``hint`` is the decimal mark that settles ``1.500``-like amounts."""
+    mark = _decimal_mark(num, thousands, hint)
+    if mark:
+        whole, _, frac = num.rpartition(mark)
+        whole = whole or "0"
     else:
         whole, frac = num, ""
-    digits = re.sub(r"[.,]", "", whole)
-    value = Decimal(f"{digits}.{frac or '0'}")
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    digits = re.sub(r"[.,]", "", whole) or "0"
+    return Decimal(f"{digits}.{frac}" if frac else digits)
 
 
-def find_amounts(text: str, thousands: Thousands = "auto") -> list[int]:
+def find_amounts(
+    text: str, thousands: Thousands = "auto", hint: DecimalMark = ","
+) -> list[Decimal]:
     """Every money amount in ``text``, left to right."""
     out = []
     for m in _AMOUNT.finditer(text):
-        value = amount_value(m["num"], thousands)
+        value = amount_value(m["num"], thousands, hint)
         negative = bool(m["sign"] or m["sign2"] or m["trail"] or (m["open"] and m["close"]))
         out.append(-value if negative else value)
     return out
 
 
-def parse_amount(text: str, thousands: Thousands = "auto") -> int | None:
+def parse_amount(
+    text: str, thousands: Thousands = "auto", hint: DecimalMark = ","
+) -> Decimal | None:
     """The last money amount in ``text`` (the right-hand column), or None."""
-    amounts = find_amounts(text, thousands)
+    amounts = find_amounts(text, thousands, hint)
     return amounts[-1] if amounts else None
+
+
+def guess_decimal_mark(lines: Iterable[str]) -> DecimalMark | None:
+    """The decimal mark a receipt's unambiguous amounts show, or None.
+
+    ``1.250.000`` and ``1.250.000,00`` say the mark is ``,``; ``13.00`` and
+    ``1,250.00`` say it is ``.``. Amounts like ``1.500`` say nothing."""
+    votes = {".": 0, ",": 0}
+    for line in lines:
+        for m in _AMOUNT.finditer(line):
+            num = m["num"]
+            dots, commas = num.count("."), num.count(",")
+            if dots and commas:
+                votes["," if num.rfind(",") > num.rfind(".") else "."] += 2
+            elif dots > 1:
+                votes[","] += 2
+            elif commas > 1:
+                votes["."] += 2
+            elif dots + commas == 1:
+                sep = "." if dots else ","
+                if len(num) - num.index(sep) - 1 in (1, 2):
+                    votes[sep] += 1
+    if votes["."] == votes[","]:
+        return None
+    return "." if votes["."] > votes[","] else ","
 
 
 def parse_count(text: str) -> int | None:

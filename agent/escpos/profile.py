@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from agent.drivers.base import ProfileBase
+from agent.escpos.assembler import KATAKANA
 from agent.escpos.numbers import Thousands
 from wire.durations import Duration
 from wire.structs import Regex, Section
@@ -20,6 +21,7 @@ from wire.structs import Regex, Section
 # with another table overrides entries with ``code_pages:`` in its profile.
 EPSON_CODE_PAGES: dict[int, str] = {
     0: "cp437",
+    1: KATAKANA,
     2: "cp850",
     3: "cp860",
     4: "cp863",
@@ -80,6 +82,8 @@ class TimeRegex(str):
 def _codec(name: Any) -> str:
     if not isinstance(name, str):
         raise ValueError("expected a code page name, e.g. cp858")
+    if name == KATAKANA:
+        return name
     try:
         codecs.lookup(name)
     except LookupError:
@@ -119,16 +123,20 @@ class CodePageTable(dict[int, str]):
 class FieldRule(Section):
     """Where one field is printed: label patterns tried in order on each line.
 
-    The first ``match`` pattern that finds a line (not matching any ``exclude``)
-    wins; ``pick`` says whether the first or the last such line counts. The
-    value is the ``(?P<value>...)`` group when the pattern has one, else the
-    text after the match (an amount, a count or a word, by field). A money label
-    with no amount after it takes an amount alone on the next line.
+    Patterns are searched anywhere on a line. The first ``match`` pattern that
+    finds a line wins; a match is skipped when an ``exclude`` pattern finds the
+    label's cell and its value (``Sub Total 144.000`` for ``total``). ``pick``
+    says whether the first or the last such line counts, or (money fields) the
+    ``sum`` of all of them (tax printed per rate). The value is the
+    ``(?P<value>...)`` group when the pattern has one, else what follows the
+    label in its cell and the next cells (an amount, a count or a word, by
+    field); a label with no value after it takes the value alone on the next
+    line or the cell printed under it.
     """
 
     match: list[Regex] = msgspec.field(default_factory=list)
     exclude: list[Regex] = msgspec.field(default_factory=list)
-    pick: Literal["first", "last"] = "first"
+    pick: Literal["first", "last", "sum"] = "first"
 
 
 class Labels(Section):
@@ -150,6 +158,11 @@ class DateRules(Section):
     pick: Literal["first", "last"] = "first"
 
 
+Locale = Literal[
+    "id", "id-ID", "en", "en-US", "en-GB", "en-AU", "en-SG", "en-MY", "en-IN", "ms", "ms-MY"
+]
+"""The names in :data:`agent.escpos.numbers.LOCALES`."""
+
 RequiredField = Literal["receipt_no", "datetime", "subtotal", "service", "tax", "total"]
 
 
@@ -170,6 +183,11 @@ class EscposProfile(ProfileBase):
     max_lines: Annotated[int, msgspec.Meta(ge=10, le=10000)] = 1000
     """Text lines in one receipt; past this the receipt is closed (ended_by "size")."""
     send_text: bool = True
+    locale: Locale = "id"
+    """Decimal mark for amounts like ``1.500`` and day/month order for dates
+    like ``02/09/2026`` when the receipt itself doesn't tell: ``id`` (1.500 is
+    fifteen hundred, day first), ``en`` (one and a half, month first), ``en-GB``,
+    ``en-SG``, ``en-MY``, ``en-AU``, ``en-IN``, ``ms`` (decimal point, day first)."""
     thousands: Thousands = "auto"
     ignore_case: bool = True
     labels: Labels = msgspec.field(default_factory=Labels)

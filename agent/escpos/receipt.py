@@ -2,8 +2,16 @@
 
 Fields: ``receipt_no`` (text), ``datetime`` (ISO 8601 local time as printed,
 ``2026-11-23T14:05:00``, or a date alone), ``subtotal``, ``service``, ``tax``,
-``total`` (whole rupiah, see :mod:`agent.escpos.numbers`) and ``items`` (the
-printed item count). A field not found is None.
+``total`` (exact ``Decimal`` amounts as printed, see :mod:`agent.escpos.numbers`)
+and ``items`` (the printed item count). A field not found is None.
+
+Where a label is: anywhere on a line. A printed line is split into cells at
+runs of two or more spaces (the column model of the assembler puts text where
+the printer put it, so columns are separated by gaps). A label's value is in
+its own cell after the label or in the cells after it, up to the next cell
+that starts another label-like text; or, when the label's line has no value,
+on the next line: an amount alone on that line, or the cell printed under the
+label (a header row over a value row).
 
 Parsing never raises: a receipt that can't be read gets ``error`` (no text at
 all, a required field missing, or an internal failure) and is still reported.
@@ -14,10 +22,20 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from agent.escpos.assembler import RawReceipt, ReceiptAssembler
-from agent.escpos.numbers import Thousands, parse_amount, parse_count
+from agent.escpos.numbers import (
+    CURRENCY,
+    LOCALES,
+    DecimalMark,
+    Thousands,
+    find_amounts,
+    guess_decimal_mark,
+    parse_amount,
+    parse_count,
+)
 from agent.escpos.profile import EscposProfile, FieldRule
 
 MONEY_FIELDS = ("subtotal", "service", "tax", "total")
@@ -41,21 +59,32 @@ MONTHS = {
 }  # fmt: skip
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9/\-.#_]*")
+_BORDERS = re.compile(r"[\t|\u2500-\u257f]")
+"""Tabs, table borders and rules: printed as space between cells."""
+_CELL = re.compile(r"\S+(?: \S+)*")
+_LABEL_WORD = re.compile(rf"(?i)(?<![A-Za-z])(?!{CURRENCY}(?![A-Za-z]))[A-Za-z]{{2,}}")
+"""A word that is not a currency code: the start of another label in a row."""
+
+IMAGE_ONLY = "image_only: the receipt was printed as an image, no text to read"
+NO_TEXT = "no text on the receipt (printed as an image?)"
 
 
 @dataclass
 class ParsedReceipt:
     receipt_no: str | None = None
     datetime: str | None = None
-    subtotal: int | None = None
-    service: int | None = None
-    tax: int | None = None
-    total: int | None = None
+    subtotal: Decimal | None = None
+    service: Decimal | None = None
+    tax: Decimal | None = None
+    total: Decimal | None = None
     items: int | None = None
     error: str | None = None
+    image_only: bool = False
 
     def fields(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("image_only")
+        return data
 
 
 @dataclass
@@ -65,12 +94,38 @@ class _Rule:
     pick: str
 
 
+@dataclass(frozen=True)
+class _Cell:
+    start: int
+    end: int
+    text: str
+
+
+def _cells(line: str, offset: int = 0) -> list[_Cell]:
+    """The cells of a printed line: text separated by two spaces or more."""
+    return [_Cell(m.start() + offset, m.end() + offset, m[0]) for m in _CELL.finditer(line)]
+
+
+ValueOf = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class _Field:
+    rule: _Rule
+    value_of: ValueOf
+    alone: ValueOf | None
+    money: bool
+
+
 class ReceiptParser:
     """Compiled once from a profile; ``parse(lines)`` for each receipt."""
 
     def __init__(self, profile: EscposProfile) -> None:
         flags = re.IGNORECASE if profile.ignore_case else 0
         self.thousands: Thousands = profile.thousands
+        rules = LOCALES[profile.locale]
+        self.locale_mark: DecimalMark = rules.decimal_mark
+        self.day_first = rules.day_first
         self.required = list(profile.required)
         labels = profile.labels
         self.rules = {
@@ -80,6 +135,7 @@ class ReceiptParser:
         self.dates = [re.compile(p, flags) for p in profile.datetime.dates]
         self.times = [re.compile(p, flags) for p in profile.datetime.times]
         self.date_pick = profile.datetime.pick
+        self._hint: DecimalMark = self.locale_mark
 
     @staticmethod
     def _compile(rule: FieldRule, flags: int) -> _Rule:
@@ -89,53 +145,131 @@ class ReceiptParser:
             rule.pick,
         )
 
-    def parse(self, lines: list[str]) -> ParsedReceipt:
+    def parse(self, lines: list[str], graphics: int = 0) -> ParsedReceipt:
         try:
-            return self._parse(lines)
+            return self._parse(lines, graphics)
         except Exception as exc:  # a parser bug must not lose the receipt
             return ParsedReceipt(error=f"parser failed: {type(exc).__name__}: {exc}")
 
-    def _parse(self, lines: list[str]) -> ParsedReceipt:
-        lines = [" ".join(line.split()) for line in lines]
+    def _parse(self, lines: list[str], graphics: int) -> ParsedReceipt:
+        lines = [_BORDERS.sub(" ", line).strip() for line in lines]
         if not any(lines):
-            return ParsedReceipt(error="no text on the receipt (printed as an image?)")
+            if graphics:
+                return ParsedReceipt(error=IMAGE_ONLY, image_only=True)
+            return ParsedReceipt(error=NO_TEXT)
+        self._hint = guess_decimal_mark(lines) or self.locale_mark
         out = ParsedReceipt()
-        out.receipt_no = self._find(lines, self.rules["receipt_no"], _word)
+        out.receipt_no = self._find(lines, self.rules["receipt_no"], _word, _receipt_no_alone)
         for name in MONEY_FIELDS:
-            setattr(out, name, self._find(lines, self.rules[name], self._money, money=True))
-        out.items = self._find(lines, self.rules["items"], _count)
+            value = self._find(lines, self.rules[name], self._money, self._amount_alone, money=True)
+            if value is not None and name in ("tax", "service"):
+                value = abs(value)  # "(1.364)": included tax is printed in parentheses
+            setattr(out, name, value)
+        out.items = self._find(lines, self.rules["items"], _count, None)
         out.datetime = self._datetime(lines)
         missing = [name for name in self.required if getattr(out, name) is None]
         if missing:
             out.error = f"no {' and no '.join(missing)} found"
         return out
 
-    def _money(self, text: str) -> int | None:
-        return parse_amount(text, self.thousands)
+    def _money(self, text: str) -> Decimal | None:
+        return parse_amount(text, self.thousands, self._hint)
+
+    def _amount_alone(self, line: str) -> Decimal | None:
+        """The amount on a line that holds nothing else (a right-aligned figure
+        printed under its label)."""
+        stripped = re.sub(rf"(?i){CURRENCY}|[\s:=]", "", line)
+        if not stripped or not re.fullmatch(r"[-(]?[\d.,]+-?\)?,?-?", stripped):
+            return None
+        return self._money(line)
 
     def _find(
         self,
         lines: list[str],
         rule: _Rule,
-        value_of: Callable[[str], Any],
+        value_of: ValueOf,
+        alone: ValueOf | None,
         money: bool = False,
     ) -> Any:
+        field = _Field(rule, value_of, alone, money)
         for pattern in rule.match:
             found = []
-            for index, line in enumerate(lines):
-                m = pattern.search(line)
-                if m is None or any(x.search(line) for x in rule.exclude):
-                    continue
-                rest = m["value"] if "value" in pattern.groupindex else line[m.end() :]
-                value = value_of(rest or "")
-                if value is None and money and index + 1 < len(lines):
-                    value = _amount_alone(lines[index + 1], self._money)
+            for index in range(len(lines)):
+                value = self._on_line(lines, index, pattern, field)
                 if value is not None:
                     found.append(value)
                     if rule.pick == "first":
                         break
             if found:
-                return found[-1]
+                if rule.pick == "sum" and money:
+                    return sum(found[1:], found[0])
+                return found[-1] if rule.pick == "last" else found[0]
+        return None
+
+    def _on_line(
+        self, lines: list[str], index: int, pattern: re.Pattern[str], field: "_Field"
+    ) -> Any:
+        rule, value_of, alone, money = field.rule, field.value_of, field.alone, field.money
+        line = lines[index]
+        cells = _cells(line)
+        for m in pattern.finditer(line):
+            home = next((c for c in cells if c.start <= m.start() < c.end), None)
+            if home is None:
+                continue
+            if "value" in pattern.groupindex:
+                value, end = (value_of(m["value"] or ""), m.end())
+            elif money:
+                value, end = self._money_after(line, m.end())
+            else:
+                value, end = _text_after(line, m.end(), value_of)
+            under = None
+            if value is None and index + 1 < len(lines):
+                under = self._value_under(lines[index + 1], home, cells, value_of, alone)
+                value = under
+            segment = line[home.start : max(end, home.end)]
+            if any(x.search(segment) for x in rule.exclude):
+                continue
+            if value is not None:
+                return value
+        return None
+
+    def _money_after(self, line: str, start: int) -> tuple[Decimal | None, int]:
+        """The amount in the cells after a money label: the last amount before
+        a cell that starts another label (``Subtotal 12.95  Tax 1.30``)."""
+        amounts: list[Decimal] = []
+        end = start
+        for cell in _cells(line[start:], start):
+            if amounts and _LABEL_WORD.search(cell.text):
+                break
+            found = find_amounts(cell.text, self.thousands, self._hint)
+            if found:
+                amounts += found
+                end = cell.end
+            elif _LABEL_WORD.search(cell.text) and cell.start - start > 1:
+                break  # another label with no amount: this label's value is not here
+        return (amounts[-1] if amounts else None), end
+
+    @staticmethod
+    def _value_under(
+        below: str,
+        home: _Cell,
+        cells: list[_Cell],
+        value_of: ValueOf,
+        alone: ValueOf | None,
+    ) -> Any:
+        if alone is not None and home is cells[0]:
+            value = alone(below)
+            if value is not None:
+                return value
+        if len(cells) < 2:
+            return None
+        # a header row: the value is the cell printed under the label's column
+        index = cells.index(home)
+        right = cells[index + 1].start if index + 1 < len(cells) else home.end + 40
+        left = cells[index - 1].end if index else 0
+        for cell in _cells(below):
+            if cell.start < right and cell.end > left and cell.end > home.start:
+                return value_of(cell.text)
         return None
 
     def _datetime(self, lines: list[str]) -> str | None:
@@ -156,7 +290,7 @@ class ReceiptParser:
     def _stamp(self, m: re.Match[str], lines: list[str], index: int) -> str | None:
         groups = m.groupdict()
         try:
-            day = date(_year(groups["y"]), _month(groups["m"]), int(groups["d"]))
+            day = self._date(groups, m)
         except (ValueError, KeyError, TypeError):
             return None
         clock = _clock(groups)
@@ -171,6 +305,26 @@ class ReceiptParser:
         hour, minute, second = clock
         return datetime(day.year, day.month, day.day, hour, minute, second).isoformat()
 
+    def _date(self, groups: dict[str, str | None], m: re.Match[str]) -> date:
+        """Day and month as printed; two numbers in an order the pattern can't
+        tell (``02/09/2026``) are read day-first or month-first by the locale,
+        and a date only one reading allows (``28/02``, ``02/28``) is read that way."""
+        year = _year(groups["y"] or "")
+        first, second = groups["d"] or "", groups["m"] or ""
+        if not (first.isdigit() and second.isdigit()):
+            return date(year, _month(second), int(first))
+        day_printed_first = m.start("d") < m.start("m")
+        year_first = m.start("y") < min(m.start("d"), m.start("m"))
+        readings = [(int(first), int(second)), (int(second), int(first))]
+        if day_printed_first and not year_first and not self.day_first:
+            readings.reverse()
+        for d, mo in readings:
+            try:
+                return date(year, mo, d)
+            except ValueError:
+                continue
+        raise ValueError("no such date")
+
     def _time_in(self, text: str) -> tuple[int, int, int] | None:
         for pattern in self.times:
             for m in pattern.finditer(text):
@@ -178,6 +332,18 @@ class ReceiptParser:
                 if clock is not None:
                     return clock
         return None
+
+
+def _text_after(line: str, start: int, value_of: ValueOf) -> tuple[Any, int]:
+    """A word or count in the cell the label ends in, else in the next cell."""
+    rest = line[start:]
+    for cell in _cells(rest, start)[:2]:
+        value = value_of(cell.text)
+        if value is not None:
+            return value, cell.end
+        if cell.start - start > 1 or _LABEL_WORD.match(cell.text.lstrip(" :#.=-")):
+            break
+    return None, start
 
 
 def _clock(groups: dict[str, str | None]) -> tuple[int, int, int] | None:
@@ -202,21 +368,24 @@ def _month(text: str) -> int:
 
 
 def _word(text: str) -> str | None:
+    """A receipt number: a word with at least one digit in it."""
     m = _WORD.search(text.lstrip(" :#.=-"))
-    return m[0].rstrip(".-") if m else None
+    if m is None:
+        return None
+    word = m[0].rstrip(".-")
+    return word if any(c.isdigit() for c in word) else None
+
+
+def _receipt_no_alone(line: str) -> str | None:
+    """A receipt number printed alone on the line under its label."""
+    cells = _cells(line)
+    if len(cells) != 1 or " " in cells[0].text:
+        return None
+    return _word(cells[0].text)
 
 
 def _count(text: str) -> int | None:
     return parse_count(text)
-
-
-def _amount_alone(line: str, money: Callable[[str], int | None]) -> int | None:
-    """The amount on a line that holds nothing else (a right-aligned figure
-    printed under its label)."""
-    stripped = re.sub(r"(?i)\b(?:rp|idr)\.?|[\s:=]", "", line)
-    if not stripped or not re.fullmatch(r"[-(]?[\d.,]+-?\)?,?-?", stripped):
-        return None
-    return money(line)
 
 
 def salvage_record(raw: bytes, size: int) -> dict[str, Any]:
@@ -233,12 +402,35 @@ def salvage_record(raw: bytes, size: int) -> dict[str, Any]:
     return data
 
 
+def wire_number(value: Decimal) -> int | float:
+    """An amount as a JSON number: whole amounts printed without a decimal part
+    stay integers; others are floats, which give back the printed digits for
+    any amount of up to 15 significant digits (``14.25``, ``1250000.5``)."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= 0:
+        return int(value)
+    return float(value)
+
+
 def receipt_record(
-    receipt: RawReceipt, parsed: ParsedReceipt, send_text: bool = True, raw: bool = True
+    receipt: RawReceipt,
+    parsed: ParsedReceipt,
+    send_text: bool = True,
+    raw: bool = True,
+    exact: bool = False,
 ) -> dict[str, Any]:
-    """The ``data`` of a receipt event: parsed fields, how it ended, raw bytes."""
+    """The ``data`` of a receipt event: parsed fields, how it ended, raw bytes.
+
+    Amounts are ``Decimal`` when ``exact`` (for a JSON encoder that writes
+    them as numbers digit for digit), else JSON numbers (:func:`wire_number`)."""
     data = parsed.fields()
     data.pop("error")
+    if not exact:
+        for name in MONEY_FIELDS:
+            if data[name] is not None:
+                data[name] = wire_number(data[name])
+    if parsed.image_only:
+        data["image_only"] = True
     data["ended_by"] = receipt.ended_by
     data["bytes"] = receipt.size
     if raw:
@@ -259,9 +451,10 @@ Record = tuple[dict[str, Any], str | None]
 class ReceiptReader:
     """Bytes in, receipt records out: an assembler and a parser built from a profile."""
 
-    def __init__(self, profile: EscposProfile, raw: bool = True) -> None:
+    def __init__(self, profile: EscposProfile, raw: bool = True, exact: bool = False) -> None:
         self.profile = profile
         self.raw = raw
+        self.exact = exact
         self.parser = ReceiptParser(profile)
         self.assembler = ReceiptAssembler(
             code_page=profile.code_page,
@@ -284,8 +477,11 @@ class ReceiptReader:
     def _records(self, receipts: list[RawReceipt]) -> list[Record]:
         out = []
         for receipt in receipts:
-            parsed = self.parser.parse(receipt.lines)
+            parsed = self.parser.parse(receipt.lines, receipt.graphics)
             out.append(
-                (receipt_record(receipt, parsed, self.profile.send_text, self.raw), parsed.error)
+                (
+                    receipt_record(receipt, parsed, self.profile.send_text, self.raw, self.exact),
+                    parsed.error,
+                )
             )
         return out

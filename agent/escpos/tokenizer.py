@@ -85,8 +85,11 @@ _ESC_FIXED: dict[int, int] = {
     0x33: 1,  # ESC 3 n  line spacing
     0x3C: 0,  # ESC <    return home
     0x3D: 1,  # ESC = n  select peripheral device
+    0x34: 0,  # ESC 4    italic on (Star-compatible and many ESC/POS clones)
+    0x35: 0,  # ESC 5    italic off
     0x3F: 1,  # ESC ? n  cancel user-defined character
     0x40: 0,  # ESC @    initialize
+    0x42: 2,  # ESC B n t  beeper (TM-U220, TM-T20 family and clones)
     0x45: 1,  # ESC E n  emphasized (bold)
     0x47: 1,  # ESC G n  double-strike
     0x4A: 1,  # ESC J n  print and feed
@@ -136,9 +139,11 @@ _GS_FIXED: dict[int, int] = {
     0x62: 1,  # GS b n   smoothing
     0x63: 0,  # GS c     print counter
     0x66: 1,  # GS f n   HRI font
+    0x6A: 1,  # GS j n   automatic status back for ink
     0x68: 1,  # GS h n   barcode height
     0x72: 1,  # GS r n   transmit status
     0x77: 1,  # GS w n   barcode width
+    0x7A: 3,  # GS z 0 t1 t2  online recovery wait time
 }
 
 # FS x with a fixed number of parameter bytes after x.
@@ -239,6 +244,14 @@ def _gs(buf: bytes | bytearray, i: int) -> Layout:
                 return None
             return 4, buf[i + 3], "GS k"
         return 2, 0, "GS ?"
+    if fn == 0x51:  # GS Q 0 m xL xH yL yH d1..dk  variable vertical size bit image
+        if not _have(buf, i, 3):
+            return None
+        if buf[i + 2] != 0x30:
+            return 2, 0, "GS ?"
+        if not _have(buf, i, 8):
+            return None
+        return 8, _u16(buf, i + 4) * _u16(buf, i + 6), "GS Q 0"
     if fn == 0x2A:  # GS * x y d1..d(x*y*8)  define downloaded bit image
         if not _have(buf, i, 4):
             return None
@@ -262,6 +275,16 @@ def _fs(buf: bytes | bytearray, i: int) -> Layout:
         return 4, 72, "FS 2"
     if fn == 0x71:  # FS q n [xL xH yL yH d1..dk]1..n  define NV bit images
         return _fs_nv_images(buf, i)
+    if fn == 0x67:  # FS g 1 m a1 a2 a3 a4 nL nH d1..dk / FS g 2 m a1..a4 nL nH  NV user memory
+        if not _have(buf, i, 3):
+            return None
+        if buf[i + 2] not in (0x31, 0x32):
+            return 2, 0, "FS ?"
+        if not _have(buf, i, 10):
+            return None
+        if buf[i + 2] == 0x31:
+            return 10, _u16(buf, i + 8), "FS g 1"
+        return 10, 0, "FS g 2"
     return 2, 0, "FS ?"
 
 
@@ -298,6 +321,8 @@ def _dc2(buf: bytes | bytearray, i: int) -> Layout:
         return 3, 0, "DC2 #"
     if fn == 0x54:  # DC2 T  test page
         return 2, 0, "DC2 T"
+    if fn == 0x71:  # DC2 q n  end of job (Seiko Instruments printers)
+        return 3, 0, "DC2 q"
     if fn == 0x2A:  # DC2 * r n d1..d(r*n)  bit image
         if not _have(buf, i, 4):
             return None
@@ -433,7 +458,7 @@ class Tokenizer:
             self._skip = payload
 
 
-_THREE_BYTE_NAMES = ("ESC ( ", "GS ( ", "FS ( ", "GS v 0", "GS 8 L")
+_THREE_BYTE_NAMES = ("ESC ( ", "GS ( ", "FS ( ", "GS v 0", "GS 8 L", "GS Q 0", "FS g ")
 _NAMES = {ESC: "ESC", GS: "GS", FS: "FS", DLE: "DLE", DC2: "DC2"}
 
 

@@ -163,7 +163,8 @@ def test_serial_pass_through_forwards_every_byte_and_emits_receipts(ptys, tmp_pa
     assert [e.data["receipt_no"] for e in events] == EXPECTED_NOS
     assert [e.data["ended_by"] for e in events] == ["cut", "cut", "cut", "cut", "idle"]
     assert [e.kind for e in events] == ["receipt"] * 5
-    assert [e.error for e in events][2] == "no text on the receipt (printed as an image?)"
+    assert [e.error for e in events][2].startswith("image_only")
+    assert events[2].data["image_only"] is True
     assert events[0].data["total"] == 166320 and events[0].data["tax"] == 15120
     assert all(abs(e.ts - time.time() * 1000) < 60_000 for e in events)
     raws = b"".join(base64.b64decode(e.data["raw_b64"]) for e in events)

@@ -2,6 +2,7 @@
 label traps, code pages, receipt boundaries, size caps and profile errors."""
 
 import random
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -39,12 +40,12 @@ def parser(profile) -> ReceiptParser:
         ("1,250,000.00", 1250000),
         ("Rp.45.000", 45000),
         ("Rp45.000", 45000),
-        ("IDR 45,000", 45000),
+        ("IDR 45,000", Decimal("45.000")),  # locale id: the comma is the decimal mark
         ("45.000", 45000),
         ("12500", 12500),
-        ("1250,00", 1250),
-        ("999,50", 1000),  # decimals rounded half up to whole rupiah
-        ("12.345,49", 12345),
+        ("1250,00", Decimal("1250.00")),
+        ("999,50", Decimal("999.50")),  # minor units kept as printed
+        ("12.345,49", Decimal("12345.49")),
         ("-5.000", -5000),
         ("Rp -5.000", -5000),
         ("-Rp 5.000", -5000),
@@ -65,8 +66,8 @@ def test_amounts_in_indonesian_and_other_formats(text, value):
 
 
 def test_fixed_thousands_separator_overrides_the_guess():
-    assert amount_value("1.500", "comma") == 2  # 1.5 rounded
-    assert amount_value("1,500", "dot") == 2
+    assert amount_value("1.500", "comma") == Decimal("1.500")
+    assert amount_value("1,500", "dot") == Decimal("1.500")
     assert amount_value("1.500", "dot") == 1500
     assert find_amounts("Rp 1.500 dan 2.000") == [1500, 2000]
 
@@ -147,9 +148,14 @@ def test_service_labels(parser, label):
     assert (out.service, out.tax) == (5000, 10500)
 
 
-def test_prices_include_tax_lines_are_not_tax(parser):
-    out = parser.parse(["TOTAL 50.000", "Harga sudah termasuk pajak", "Pajak sudah termasuk 4.545"])
+def test_a_sentence_about_included_tax_is_not_a_tax_amount(parser):
+    out = parser.parse(["TOTAL 50.000", "Harga sudah termasuk pajak"])
     assert out.tax is None
+
+
+def test_included_tax_with_its_amount_is_the_tax(parser):
+    out = parser.parse(["TOTAL 50.000", "Pajak sudah termasuk 4.545"])
+    assert out.tax == 4545
 
 
 @pytest.mark.parametrize(
@@ -157,7 +163,7 @@ def test_prices_include_tax_lines_are_not_tax(parser):
     [
         ("GRAND TOTAL IDR 3,021,975.00", 3021975),
         ("Total Bayar : Rp 75.000", 75000),
-        ("TOTAL: 12,500", 12500),
+        ("TOTAL: 12.500", 12500),
         ("Jumlah Rp 9.000", 9000),
         ("TARIF : Rp.6.000", 6000),
     ],
@@ -414,5 +420,5 @@ def test_profile_code_page_table_overrides_epson_numbers(profile):
 
 def test_thousands_setting_of_the_profile_is_used(profile):
     comma = ReceiptParser(msgspec.structs.replace(profile, thousands="comma"))
-    assert comma.parse(["TOTAL 1.500"]).total == 2  # one and a half, rounded
+    assert comma.parse(["TOTAL 1.500"]).total == Decimal("1.500")  # one and a half
     assert ReceiptParser(profile).parse(["TOTAL 1.500"]).total == 1500
