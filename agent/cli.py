@@ -4,7 +4,6 @@ import argparse
 import asyncio
 import importlib
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from agent.config import AgentConfig, load_config
 from agent.devices import Device, build_devices
 from agent.lean import defer_unused_imports
 from wire.configfile import ConfigError
+from wire.logs import setup_logging
 
 log = logging.getLogger("agent")
 
@@ -68,9 +68,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     defer_unused_imports()  # before paho is imported: ~1.3 MiB less on a gateway
     args = _parser().parse_args(argv)
-    # under systemd (JOURNAL_STREAM set) journald stamps the time itself
-    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
-    logging.basicConfig(level=logging.INFO, format=stamp + "%(levelname)s %(name)s: %(message)s")
+    # under systemd (stderr is JOURNAL_STREAM) journald stamps the time itself
+    setup_logging()
     if args.command == "receipts":
         from agent.receipts import print_receipts
 
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         exc.report()
         return 2
-    logging.getLogger().setLevel(config.log.level)
+    setup_logging(config.log.level, config.log.format)
     # the poller logs a failing device once; pymodbus would log every failed poll
     # (a unit that doesn't answer is an ERROR to pymodbus, on every request)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

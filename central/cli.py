@@ -9,6 +9,7 @@ from pathlib import Path
 import wire
 from central.config import CentralConfig, load_config
 from wire.configfile import ConfigError
+from wire.logs import setup_logging
 
 DEFAULT_CONFIG = Path("/etc/pantau/central.yaml")
 
@@ -71,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging()  # without a timestamp when standard error is the journal
     if args.command == "webhook":
         from central.alerts.cli import webhook_test
 
@@ -87,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         exc.report()
         return 2
-    logging.getLogger().setLevel(config.log.level)
+    setup_logging(config.log.level, config.log.format)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "check":
         return check(config, offline=args.offline)
     if args.command == "token":
         return token_command(config, args)
-    return run(config)
+    return run(config, args.config)
 
 
 def token_command(config: CentralConfig, args: argparse.Namespace) -> int:
@@ -116,14 +115,14 @@ def token_command(config: CentralConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def run(config: CentralConfig) -> int:
+def run(config: CentralConfig, path: Path | None = None) -> int:
     from central.ingest import tune_gc
     from central.service import Central, serve
 
     tune_gc()
 
     try:
-        central = Central(config)
+        central = Central(config, config_path=path)
     except ConfigError as exc:
         exc.report()
         return 2

@@ -5,15 +5,19 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
+
+import msgspec
 
 from central.alerts import AlertService
-from central.config import CentralConfig
+from central.config import CentralConfig, load_config
 from central.influx import Writer, make_writer
 from central.ingest import Ingest, Observer
 from central.metrics import GATEWAY_STATUSES, Metrics
 from central.queries import Queries, make_queries
 from central.registry import Registry
 from central.tokens import TokenStore, token_store
+from wire.configfile import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +25,11 @@ log = logging.getLogger(__name__)
 class Central:
     """Everything central runs, built from its config; the API reads from here."""
 
-    def __init__(self, config: CentralConfig, writer: Writer | None = None) -> None:
+    def __init__(
+        self, config: CentralConfig, writer: Writer | None = None, config_path: Path | None = None
+    ) -> None:
         self.config = config
+        self.config_path = config_path  # central.yaml, read again on reload()
         self.metrics = Metrics()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.registry = Registry(config.data_dir / "registry.db", config.dead_letters_max)
@@ -86,6 +93,46 @@ class Central:
             except Exception:
                 log.exception("registry housekeeping failed")
 
+    def reload(self) -> None:
+        """SIGHUP (``systemctl reload pantau-central``): central.yaml's ``webhooks`` and the
+        rules file, read again. A bad file is logged naming the problem, and what was in
+        force stays; other changes to central.yaml take effect at the next restart."""
+        if self.config_path is not None:
+            self._reload_config(self.config_path)
+        self.alerts.reload_logged()
+
+    def _reload_config(self, path: Path) -> None:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            log.error("%s not reloaded, the old webhooks stay in force:\n%s", path, exc)
+            return
+        try:
+            added, removed, changed = self.alerts.set_webhooks(config.webhooks)
+        except OSError as exc:
+            log.error("webhooks not reloaded, the old ones stay in force: %s", exc)
+            return
+        self.metrics.webhooks(added)
+        later = [
+            name
+            for name in CentralConfig.__struct_fields__
+            if name != "webhooks" and getattr(config, name) != getattr(self.config, name)
+        ]
+        self.config = msgspec.structs.replace(self.config, webhooks=config.webhooks)
+        what = [
+            f"{label} {', '.join(names)}"
+            for label, names in (("added", added), ("removed", removed), ("changed", changed))
+            if names
+        ]
+        log.info(
+            "webhooks reloaded from %s: %d webhook(s)%s",
+            path,
+            len(config.webhooks),
+            f" ({'; '.join(what)})" if what else "",
+        )
+        if later:
+            log.warning("%s: changes to %s take effect at the next restart", path, ", ".join(later))
+
     def _gateway_counts(self) -> dict[tuple[str, ...], float]:
         counts: dict[tuple[str, ...], float] = {}
         for gateway in self.registry.gateways():
@@ -111,6 +158,7 @@ async def serve(central: Central) -> None:
             host=central.config.api.host,
             port=central.config.api.port,
             log_level="warning",
+            log_config=None,  # uvicorn's loggers go through ours (log.format, journald)
             lifespan="on",
         )
     )
@@ -120,7 +168,7 @@ async def serve(central: Central) -> None:
     # here instead of killing the process before ingest is stopped below.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    loop.add_signal_handler(signal.SIGHUP, central.alerts.reload_logged)  # rules file
+    loop.add_signal_handler(signal.SIGHUP, central.reload)  # webhooks and rules file
     central.start()
     try:
         await server.serve()

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 
@@ -59,6 +59,7 @@ class LogSection(Section):
     """``log:`` in every program's config."""
 
     level: LogLevel = LogLevel("INFO")
+    format: Literal["text", "json"] = "text"  # json: one object per line (wire/logs.py)
 
 
 class ConfigError(Exception):

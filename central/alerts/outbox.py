@@ -113,7 +113,9 @@ class Outbox:
         self.rng = rng or random.Random()
         self.wake = {name: threading.Event() for name in self.hooks}
         self._senders: dict[str, Sender] = {}
+        self._retired: list[Sender] = []  # senders of changed webhooks, closed at stop()
         self._stop = threading.Event()
+        self._started = False
         self._threads: list[threading.Thread] = []
 
     # writing, inside the incident's transaction
@@ -145,7 +147,9 @@ class Outbox:
                 "next_attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (uuid.uuid4().hex, incident, hook.name, event, status, body_for(hook.name), at, at),
             )
-            self.wake[hook.name].set()
+            wake = self.wake.get(hook.name)
+            if wake is not None:
+                wake.set()
         return len(hooks)
 
     def abandon_unknown(self) -> int:
@@ -161,6 +165,31 @@ class Outbox:
         )
         return cur.rowcount
 
+    def set_hooks(self, hooks: list[Hook]) -> tuple[list[str], list[str], list[str]]:
+        """Use these webhooks from now on (SIGHUP): new ones get a worker, removed ones'
+        workers end and their waiting notifications fail visibly, changed ones (URL,
+        secret, timeout, match) are used for the next attempt. Returns (added, removed,
+        changed) names."""
+        new = {h.name: h for h in hooks}
+        added = [n for n in new if n not in self.hooks]
+        removed = [n for n in self.hooks if n not in new]
+        changed = [n for n in new if n in self.hooks and new[n] != self.hooks[n]]
+        for name in added:
+            self.wake[name] = threading.Event()
+        for name in changed + removed:
+            sender = self._senders.pop(name, None)
+            if sender is not None:
+                self._retired.append(sender)
+        self.hooks = new
+        for name in removed:
+            self.wake.pop(name).set()  # its worker sees it is gone and ends
+        if removed:
+            self.abandon_unknown()
+        if self._started:
+            for name in added:
+                self._start_worker(name)
+        return added, removed, changed
+
     # delivering
 
     def deliver_due(self, webhook: str | None = None) -> int:
@@ -169,7 +198,9 @@ class Outbox:
         names = [webhook] if webhook else list(self.hooks)
         attempts = 0
         for name in names:
-            hook = self.hooks[name]
+            hook = self.hooks.get(name)
+            if hook is None:
+                continue  # removed by a reload
             while not self._stop.is_set():
                 rows = self.store.rows(
                     "SELECT id, uid, incident, event, body, created, attempts FROM outbox "
@@ -264,16 +295,20 @@ class Outbox:
 
     def start(self) -> None:
         self._stop.clear()
+        self._started = True
         for name in self.hooks:
-            thread = threading.Thread(
-                target=self._worker, args=(name,), name=f"webhook-{name}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+            self._start_worker(name)
+
+    def _start_worker(self, name: str) -> None:
+        thread = threading.Thread(
+            target=self._worker, args=(name,), name=f"webhook-{name}", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
 
     def _worker(self, name: str) -> None:
         wake = self.wake[name]
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.wake.get(name) is wake:
             try:
                 self.deliver_due(name)
                 due = self.next_due(name)
@@ -291,9 +326,11 @@ class Outbox:
         for thread in self._threads:
             thread.join(15)
         self._threads.clear()
-        for sender in self._senders.values():
+        self._started = False
+        for sender in [*self._senders.values(), *self._retired]:
             sender.close()
         self._senders.clear()
+        self._retired.clear()
 
     # reads
 

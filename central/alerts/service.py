@@ -331,6 +331,13 @@ class AlertService:
         log.info("rules reloaded from %s: %d rule(s)", self.rules_file, len(rules.rules))
         return rules
 
+    def set_webhooks(self, webhooks: list[Any]) -> tuple[list[str], list[str], list[str]]:
+        """Deliver to these webhooks (central.yaml's ``webhooks:`` sections) from now on.
+        Raises OSError when a ``secret_file`` can't be read (the old webhooks stay)."""
+        hooks = [Hook(h.name, h.url, h.secret_value(), dict(h.match), h.timeout) for h in webhooks]
+        with self._lock:  # not while the engine queues notifications
+            return self.outbox.set_hooks(hooks)
+
     def reload_logged(self) -> None:
         """SIGHUP: reload; a bad file is logged (naming rule and key) and the old rules stay."""
         from wire.configfile import ConfigError
