@@ -1,6 +1,7 @@
 """``pantau-central check``: what would stop central from working, said plainly."""
 
 from central.config import CentralConfig
+from central.database import redact_url
 from central.influx import WriteError, make_writer
 from wire.broker import probe_broker as _probe
 
@@ -8,7 +9,8 @@ from wire.broker import probe_broker as _probe
 def run_checks(config: CentralConfig, offline: bool = False) -> list[str]:
     problems: list[str] = []
     print(
-        f"config ok: influx {config.influx.api} at {config.influx.url}, data in {config.data_dir}"
+        f"config ok: influx {config.influx.api} at {config.influx.url}, data in "
+        + (redact_url(config.database.url) if config.database.url else str(config.data_dir))
     )
     for name, read in (("mqtt.password_file", config.mqtt.secret),):
         try:
@@ -39,7 +41,25 @@ def run_checks(config: CentralConfig, offline: bool = False) -> list[str]:
         print(f"influx ok: {config.influx.url}")
     except WriteError as exc:
         problems.append(f"influx.url: {exc}")
+    if config.database.url:
+        problems += _check_database(config.database.url)
     return problems
+
+
+def _check_database(url: str) -> list[str]:
+    from central.database import Database, DatabaseError, Target
+
+    where = Target("postgresql", url)
+    try:
+        db = Database(where, name="pantau-central check")
+        try:
+            db.execute("SELECT 1")
+        finally:
+            db.close()
+    except DatabaseError as exc:
+        return [f"database.url: {exc}"]
+    print(f"database ok: {where}")
+    return []
 
 
 def probe_broker(config: CentralConfig, timeout: float = 5.0) -> str | None:

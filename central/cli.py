@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 def token_command(config: CentralConfig, args: argparse.Namespace) -> int:
     from central.tokens import token_store
 
-    store = token_store(config.data_dir)
+    store = token_store(config.data_dir, config.database.url)
     try:
         if args.token_command == "create":
             info, secret = store.create(args.role, args.name)

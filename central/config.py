@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from central.database import redact_url
 from wire.broker import MqttBase
 from wire.configfile import LogSection, load_model
 from wire.durations import Duration
@@ -122,6 +123,31 @@ class InfluxSection(Section):
         return None
 
 
+class DatabaseUrl(str):
+    """``postgresql://user:password@host:port/database`` (the password may also come
+    from ``PANTAU_DATABASE__URL`` in the environment)."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "DatabaseUrl":
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("expected postgresql://user:password@host:port/database")
+        if not parts.hostname or not parts.path.strip("/"):
+            raise ValueError(
+                "expected postgresql://user:password@host:port/database (host and database)"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("the port in the database URL is not a number") from None
+        return cls(value)
+
+
+class DatabaseSection(Section):
+    # unset: SQLite files under data_dir (one machine); set: PostgreSQL shared by workers
+    url: DatabaseUrl | None = None
+
+
 class ApiSection(Section):
     listen: Listen = Listen("127.0.0.1:8080")
     external_url: str | None = None  # how operators reach the API (links in webhooks)
@@ -169,6 +195,7 @@ class CentralConfig(Section, kw_only=True):  # kw_only spelled out for mypy
     mqtt: MqttSection = msgspec.field(default_factory=MqttSection)
     influx: InfluxSection
     data_dir: Path = Path("/var/lib/pantau-central")
+    database: DatabaseSection = msgspec.field(default_factory=DatabaseSection)
     api: ApiSection = msgspec.field(default_factory=ApiSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
     dead_letters_max: Annotated[int, msgspec.Meta(ge=10)] = 10_000
@@ -189,4 +216,6 @@ def load_config(path: Path) -> CentralConfig:
 def redacted(config: CentralConfig) -> dict[str, Any]:
     """The config as plain data (``get-config``, ``check``), secrets as ``**redacted**``."""
     data: dict[str, Any] = dump(config)
+    if config.database.url:
+        data["database"]["url"] = redact_url(config.database.url)
     return data

@@ -1,4 +1,5 @@
-"""The registry: sites, gateways, devices and dead letters, in SQLite under ``data_dir``.
+"""The registry: sites, gateways, devices and dead letters, in SQLite under ``data_dir``
+or in PostgreSQL when ``database.url`` is set (``central.database``: one code path).
 
 A gateway first heard on the broker is added at once; one added by provisioning
 shows as ``never-seen`` until it speaks. ``last_seen`` is kept in memory and
@@ -15,14 +16,13 @@ Exceptions::
 """
 
 import json
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import wire
+from central.database import Database, IntegrityError, Result, Target
 
 DEFAULT_TIMEZONE = "Asia/Jakarta"
 TIMEZONE_ALIASES = {"WIB": "Asia/Jakarta", "WITA": "Asia/Makassar", "WIT": "Asia/Jayapura"}
@@ -56,53 +56,52 @@ def normalize_timezone(value: str) -> str:
     return value
 
 
-SCHEMA = """
+MIGRATIONS: list[str] = [
+    # 1: the schema as it shipped with SQLite only
+    """
 CREATE TABLE IF NOT EXISTS sites (
     name TEXT PRIMARY KEY,
     timezone TEXT NOT NULL DEFAULT 'Asia/Jakarta',
     description TEXT,
-    created REAL NOT NULL
+    created DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS gateways (
     id TEXT PRIMARY KEY,
     site TEXT,
     name TEXT,
-    lat REAL,
-    lon REAL,
+    lat DOUBLE PRECISION,
+    lon DOUBLE PRECISION,
     status TEXT NOT NULL DEFAULT 'never-seen',
-    first_seen REAL,
-    last_seen REAL,
+    first_seen DOUBLE PRECISION,
+    last_seen DOUBLE PRECISION,
     agent_version TEXT,
-    last_seq INTEGER,
+    last_seq BIGINT,
     provisioned INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS devices (
     gateway TEXT NOT NULL,
     id TEXT NOT NULL,
     profile TEXT,
     driver TEXT,
-    interval REAL,
-    updated REAL NOT NULL,
+    interval DOUBLE PRECISION,
+    updated DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (gateway, id)
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received REAL NOT NULL,
+    id {id},
+    received DOUBLE PRECISION NOT NULL,
     topic TEXT NOT NULL,
     gateway TEXT,
     reason TEXT NOT NULL,
     detail TEXT NOT NULL,
     size INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    lines TEXT
+    payload {blob} NOT NULL
 );
-"""
-
-MIGRATIONS = (
-    # (table, column, definition): columns added after the first release
-    ("dead_letters", "lines", "TEXT"),
-)
+""",
+    # 2: which lines of a dead-lettered message InfluxDB refused
+    "ALTER TABLE dead_letters ADD COLUMN lines TEXT",
+]
 
 DEAD_LETTER_KEEP_BYTES = 1024 * 1024
 
@@ -115,31 +114,27 @@ class Seen:
 
 
 class Registry:
-    def __init__(self, path: Path, dead_letters_max: int = 10_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, where: Target | Path, dead_letters_max: int = 10_000) -> None:
+        if isinstance(where, Path):
+            where = Target("sqlite", str(where))
+        self.target = where
         self.dead_letters_max = dead_letters_max
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        for table, column, definition in MIGRATIONS:
-            columns = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-        self._lock = threading.RLock()
+        self._db = Database(where, name="pantau-central registry")
+        self._db.migrate("registry", MIGRATIONS)
+        self._lock = self._db.lock
         self._seen: dict[str, Seen] = {}
-        self._known: set[str] = {r[0] for r in self._db.execute("SELECT id FROM gateways")}
+        self._known: set[str] = {r["id"] for r in self._db.rows("SELECT id FROM gateways")}
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
 
     def close(self) -> None:
         self.flush()
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
-    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, args)
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> Result:
+        return self._db.execute(sql, args)
 
     # what the broker tells us
 
@@ -152,8 +147,8 @@ class Registry:
         if first:
             with self._lock:
                 self._db.execute(
-                    "INSERT OR IGNORE INTO gateways (id, site, status, first_seen, last_seen, "
-                    "last_seq, created) VALUES (?, ?, 'online', ?, ?, ?, ?)",
+                    "INSERT INTO gateways (id, site, status, first_seen, last_seen, last_seq, "
+                    "created) VALUES (?, ?, 'online', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                     (gateway, site, now, now, seq, now),
                 )
                 self._known.add(gateway)
@@ -179,17 +174,16 @@ class Registry:
                     "UPDATE gateways SET status = 'online', agent_version = ? WHERE id = ?",
                     (message.agent_version, message.gateway),
                 )
-                self._db.execute("BEGIN")
-                self._db.execute("DELETE FROM devices WHERE gateway = ?", (message.gateway,))
-                self._db.executemany(
-                    "INSERT INTO devices (gateway, id, profile, driver, interval, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (message.gateway, d.id, d.profile, d.driver, d.interval, now)
-                        for d in message.devices
-                    ],
-                )
-                self._db.execute("COMMIT")
+                with self._db.transaction():
+                    self._db.execute("DELETE FROM devices WHERE gateway = ?", (message.gateway,))
+                    self._db.executemany(
+                        "INSERT INTO devices (gateway, id, profile, driver, interval, updated) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            (message.gateway, d.id, d.profile, d.driver, d.interval, now)
+                            for d in message.devices
+                        ],
+                    )
             else:
                 self._db.execute(
                     "UPDATE gateways SET status = 'offline' WHERE id = ?", (message.gateway,)
@@ -212,10 +206,10 @@ class Registry:
         """Gateways silent since ``older_than`` become offline; returns their ids."""
         self.flush()
         with self._lock:
-            rows = self._db.execute(
+            rows = self._db.rows(
                 "SELECT id FROM gateways WHERE status = 'online' AND last_seen < ?", (older_than,)
-            ).fetchall()
-            ids = [r[0] for r in rows]
+            )
+            ids = [r["id"] for r in rows]
             self._db.executemany(
                 "UPDATE gateways SET status = 'offline' WHERE id = ?", [(i,) for i in ids]
             )
@@ -281,10 +275,10 @@ class Registry:
 
     def count_dead_letters(self, reason: str | None = None) -> int:
         if reason:
-            row = self._exec("SELECT COUNT(*) FROM dead_letters WHERE reason = ?", (reason,))
+            row = self._exec("SELECT COUNT(*) AS n FROM dead_letters WHERE reason = ?", (reason,))
         else:
-            row = self._exec("SELECT COUNT(*) FROM dead_letters")
-        return int(row.fetchone()[0])
+            row = self._exec("SELECT COUNT(*) AS n FROM dead_letters")
+        return int(row.rows[0]["n"])
 
     def get_dead_letter(self, letter_id: int) -> dict[str, Any] | None:
         row = self._exec("SELECT * FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
@@ -304,7 +298,7 @@ class Registry:
         if not site:
             return DEFAULT_TIMEZONE
         row = self._exec("SELECT timezone FROM sites WHERE name = ?", (site,)).fetchone()
-        return str(row[0]) if row else DEFAULT_TIMEZONE
+        return str(row["timezone"]) if row else DEFAULT_TIMEZONE
 
     def create_site(
         self, name: str, timezone: str = DEFAULT_TIMEZONE, description: str | None = None
@@ -315,7 +309,7 @@ class Registry:
                 "INSERT INTO sites (name, timezone, description, created) VALUES (?, ?, ?, ?)",
                 (name, timezone, description, time.time()),
             )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise Conflict(f"site {name!r} exists already") from None
         return self.site(name) or {}
 
@@ -337,8 +331,8 @@ class Registry:
         with self._lock:
             if self.site(name) is None:
                 raise NotFound(f"no site {name!r}")
-            used = self._db.execute("SELECT COUNT(*) FROM gateways WHERE site = ?", (name,))
-            count = int(used.fetchone()[0])
+            used = self._db.rows("SELECT COUNT(*) AS n FROM gateways WHERE site = ?", (name,))
+            count = int(used[0]["n"])
             if count:
                 raise Conflict(f"site {name!r} still has {count} gateway(s)")
             self._db.execute("DELETE FROM sites WHERE name = ?", (name,))
@@ -370,7 +364,7 @@ class Registry:
                     "VALUES (?, ?, ?, ?, ?, 'never-seen', 1, ?)",
                     (gateway_id, site, name, lat, lon, time.time()),
                 )
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise Conflict(f"gateway {gateway_id!r} exists already") from None
             self._known.add(gateway_id)
         return self.gateway(gateway_id) or {}
@@ -417,7 +411,7 @@ class Registry:
         return [dict(r) for r in rows]
 
 
-def _letter(row: sqlite3.Row) -> dict[str, Any]:
+def _letter(row: dict[str, Any]) -> dict[str, Any]:
     item = dict(row)
     payload = bytes(item.pop("payload"))
     item["payload_hex"] = None

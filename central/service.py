@@ -11,6 +11,7 @@ import msgspec
 
 from central.alerts import AlertService
 from central.config import CentralConfig, load_config
+from central.database import target
 from central.influx import Writer, make_writer
 from central.ingest import Ingest, Observer
 from central.metrics import GATEWAY_STATUSES, Metrics
@@ -32,8 +33,11 @@ class Central:
         self.config_path = config_path  # central.yaml, read again on reload()
         self.metrics = Metrics()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.registry = Registry(config.data_dir / "registry.db", config.dead_letters_max)
-        self.tokens: TokenStore = token_store(config.data_dir)
+        url = config.database.url
+        self.registry = Registry(
+            target(url, config.data_dir, "registry.db"), config.dead_letters_max
+        )
+        self.tokens: TokenStore = token_store(config.data_dir, url)
         self.writer = writer or make_writer(config.influx)
         self.observers: list[Observer] = []
         self.ingest = Ingest(config, self.registry, self.writer, self.metrics, self.observers)

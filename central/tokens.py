@@ -1,29 +1,36 @@
 """API bearer tokens: ``admin`` (read and write) and ``read`` roles, stored hashed.
 
-A token is shown once, when created; the registry keeps only its SHA-256.
+A token is shown once, when created; the registry keeps only its SHA-256. Tokens
+live with the registry (``registry.db``, or PostgreSQL when ``database.url`` is
+set), so with shared PostgreSQL a token works on every worker.
 """
 
 import hashlib
 import secrets
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from central.database import Database, Target, target
 
 Role = Literal["admin", "read"]
 
-SCHEMA = """
+MIGRATIONS: list[str] = [
+    # 1: the schema as it shipped with SQLite only
+    """
 CREATE TABLE IF NOT EXISTS tokens (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {id},
     name TEXT NOT NULL,
     role TEXT NOT NULL CHECK (role IN ('admin', 'read')),
     hash TEXT NOT NULL UNIQUE,
-    created REAL NOT NULL,
-    last_used REAL
-);
-"""
+    created DOUBLE PRECISION NOT NULL,
+    last_used DOUBLE PRECISION
+)
+""",
+]
+
+COLUMNS = "id, name, role, created, last_used"
 
 PREFIX = "pt_"
 
@@ -42,53 +49,49 @@ def _hash(token: str) -> str:
 
 
 class TokenStore:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, where: Target | Path) -> None:
+        if isinstance(where, Path):
+            where = Target("sqlite", str(where))
+        self._db = Database(where, name="pantau-central tokens")
+        self._db.migrate("tokens", MIGRATIONS)
 
     def create(self, role: Role, name: str = "") -> tuple[TokenInfo, str]:
         """A new token; the secret is returned here and never again."""
         token = PREFIX + secrets.token_urlsafe(32)
         now = time.time()
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO tokens (name, role, hash, created) VALUES (?, ?, ?, ?)",
-                (name or role, role, _hash(token), now),
-            )
-        return TokenInfo(int(cur.lastrowid or 0), name or role, role, now, None), token
+        row = self._db.rows(
+            "INSERT INTO tokens (name, role, hash, created) VALUES (?, ?, ?, ?) RETURNING id",
+            (name or role, role, _hash(token), now),
+        )[0]
+        return TokenInfo(int(row["id"]), name or role, role, now, None), token
 
     def verify(self, token: str) -> TokenInfo | None:
         if not token.startswith(PREFIX):
             return None
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, name, role, created, last_used FROM tokens WHERE hash = ?",
-                (_hash(token),),
-            ).fetchone()
+        with self._db.lock:
+            row = self._db.one(f"SELECT {COLUMNS} FROM tokens WHERE hash = ?", (_hash(token),))
             if row is None:
                 return None
-            self._db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (time.time(), row[0]))
-        return TokenInfo(*row)
+            self._db.execute(
+                "UPDATE tokens SET last_used = ? WHERE id = ?", (time.time(), row["id"])
+            )
+        return _info(row)
 
     def list(self) -> list[TokenInfo]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, name, role, created, last_used FROM tokens ORDER BY id"
-            ).fetchall()
-        return [TokenInfo(*r) for r in rows]
+        return [_info(r) for r in self._db.rows(f"SELECT {COLUMNS} FROM tokens ORDER BY id")]
 
     def revoke(self, token_id: int) -> bool:
-        with self._lock:
-            cur = self._db.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
-        return cur.rowcount > 0
+        return self._db.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount > 0
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
 
-def token_store(data_dir: Path) -> TokenStore:
-    return TokenStore(data_dir / "registry.db")
+def _info(row: dict[str, Any]) -> TokenInfo:
+    return TokenInfo(row["id"], row["name"], row["role"], row["created"], row["last_used"])
+
+
+def token_store(data_dir: Path, url: str | None = None) -> TokenStore:
+    """The tokens of this install: PostgreSQL at ``url`` (``database.url``), else
+    ``<data_dir>/registry.db``."""
+    return TokenStore(target(url, data_dir, "registry.db"))

@@ -220,6 +220,93 @@ class InfluxDB(Service):
         return [row for s in series for row in s["values"]]
 
 
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@dataclass
+class PostgreSQL(Service):
+    """PostgreSQL 15 (Debian's ``postgresql-15``) on 127.0.0.1:<port>, a cluster of its own
+    in a temp dir, trust authentication for local TCP, no Unix socket. As root it runs as
+    the ``postgres`` user (initdb refuses root), so its data lives outside ``workdir``
+    (pytest's temp dirs are closed to other users) and is removed by :meth:`stop`."""
+
+    database: str = "pantau"
+    datadir: Path = field(init=False)
+
+    def start(self) -> "PostgreSQL":
+        initdb = PG_BIN / "initdb"
+        if not initdb.exists():
+            raise ServiceError(
+                "PostgreSQL 15 is not installed: run `sudo apt-get install -y postgresql-15` "
+                "(or scripts/install-system-deps as root)"
+            )
+        user = "postgres" if os.geteuid() == 0 else None
+        import tempfile
+
+        self.datadir = Path(tempfile.mkdtemp(prefix="pantau-pg-"))
+        if user:
+            shutil.chown(self.datadir, user, user)
+        subprocess.run(
+            [str(initdb), "-D", str(self.datadir / "data"), "-U", "postgres", "-A", "trust",
+             "-E", "UTF8", "--no-locale", "--no-sync"],
+            check=True, capture_output=True, user=user,
+        )  # fmt: skip
+        self.log_path = self.workdir / "postgres.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [str(PG_BIN / "postgres"), "-D", str(self.datadir / "data"),
+             "-h", "127.0.0.1", "-p", str(self.port), "-k", "",
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+             "-c", "max_connections=200", "-c", "shared_buffers=32MB"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.datadir, start_new_session=True,
+            user=user,
+        )  # fmt: skip
+        log.close()
+        (self.workdir / "postgres.pid").write_text(str(self.proc.pid))
+        self.wait_ready()
+        self.create_database(self.database)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServiceError(
+                    f"postgres exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            try:
+                psycopg.connect(self.url_for("postgres"), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise ServiceError(
+                        f"postgres not answering on {self.port}; see {self.log_path}"
+                    ) from exc
+                time.sleep(0.1)
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def url(self) -> str:
+        return self.url_for(self.database)
+
+    def create_database(self, name: str) -> str:
+        """A new empty database; returns its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url_for(name)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        super().stop(signal.SIGINT if sig == signal.SIGTERM else sig, timeout)  # fast shutdown
+        if getattr(self, "datadir", None) is not None:
+            shutil.rmtree(self.datadir, ignore_errors=True)
+
+
 def _up(workdir: Path) -> int:
     broker = Mosquitto(workdir / "mosquitto").start()
     influx = InfluxDB(workdir / "influxdb").start()

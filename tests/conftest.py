@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.services import InfluxDB, Mosquitto
+from scripts.services import InfluxDB, Mosquitto, PostgreSQL
 
 _counter = itertools.count(1)
 
@@ -58,6 +58,20 @@ def influx_db(influx: InfluxDB) -> str:
     name = f"t_{uuid.uuid4().hex[:12]}"
     influx.create_database(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def postgres(services_dir: Path) -> Iterator[PostgreSQL]:
+    """One PostgreSQL 15 shared by the session; use ``pg_url`` for a database of your own."""
+    server = PostgreSQL(services_dir / "postgres").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgreSQL) -> str:
+    """The URL of a fresh, empty PostgreSQL database for this test."""
+    return postgres.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

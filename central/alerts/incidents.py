@@ -6,11 +6,11 @@ its labels: no notifications). At most one firing incident per fingerprint, so
 a restart can never fire an alert twice.
 """
 
-import sqlite3
 from typing import Any
 
 from central.alerts.engine import Subject, Transition
 from central.alerts.store import AlertStore, dumps, loads
+from central.database import Executor
 
 
 class Incidents:
@@ -19,17 +19,17 @@ class Incidents:
 
     # writes, inside the caller's transaction
 
-    def firing_id(self, db: sqlite3.Connection, fingerprint: str) -> int | None:
+    def firing_id(self, db: Executor, fingerprint: str) -> int | None:
         row = db.execute(
             "SELECT id FROM incidents WHERE fingerprint = ? AND status = 'firing'", (fingerprint,)
         ).fetchone()
-        return int(row[0]) if row else None
+        return int(row["id"]) if row else None
 
-    def open(self, db: sqlite3.Connection, t: Transition) -> int:
+    def open(self, db: Executor, t: Transition) -> int:
         cur = db.execute(
             "INSERT INTO incidents (fingerprint, rule, gateway, device, metric, status, severity, "
             "level, labels, annotations, value, starts_at, updated) "
-            "VALUES (?, ?, ?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 t.fingerprint,
                 t.rule,
@@ -45,11 +45,11 @@ class Incidents:
                 t.at,
             ),
         )
-        assert cur.lastrowid is not None
-        self.log(db, cur.lastrowid, t.at, "firing", level=t.level, value=t.value)
-        return cur.lastrowid
+        incident = int(cur.rows[0]["id"])
+        self.log(db, incident, t.at, "firing", level=t.level, value=t.value)
+        return incident
 
-    def update(self, db: sqlite3.Connection, incident: int, t: Transition) -> None:
+    def update(self, db: Executor, incident: int, t: Transition) -> None:
         resolved = t.change == "resolved"
         sets = "updated = ?, value = ?"
         args: list[Any] = [t.at, dumps(t.value)]
@@ -62,14 +62,14 @@ class Incidents:
         db.execute(f"UPDATE incidents SET {sets} WHERE id = ?", (*args, incident))
         self.log(db, incident, t.at, t.change, level=t.level, value=t.value)
 
-    def notified(self, db: sqlite3.Connection, incident: int, at: float) -> None:
+    def notified(self, db: Executor, incident: int, at: float) -> None:
         db.execute(
             "UPDATE incidents SET notified = 1, notified_at = ? WHERE id = ?", (at, incident)
         )
 
     def log(
         self,
-        db: sqlite3.Connection,
+        db: Executor,
         incident: int,
         at: float,
         event: str,

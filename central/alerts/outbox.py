@@ -13,7 +13,6 @@ waiting, so a recipient never gets ``firing`` after ``resolved``.
 
 import logging
 import random
-import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import wire
 from central.alerts.matching import labels_match
 from central.alerts.signing import DELIVERY_HEADER, HEADER, sign
 from central.alerts.store import AlertStore
+from central.database import Executor
 from wire.retry import Backoff, Outcome, classify, retry_after
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class Outbox:
 
     def enqueue(
         self,
-        db: sqlite3.Connection,
+        db: Executor,
         incident: int,
         *,
         event: str,

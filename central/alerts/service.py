@@ -33,6 +33,7 @@ from central.alerts.schedule import DEFAULT_TIMEZONE, zone
 from central.alerts.silences import Silences
 from central.alerts.store import AlertStore
 from central.config import CentralConfig
+from central.database import target
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class AlertService:
         self.now = now
         self.rules_file: Path | None = config.rules_file
         rules = load_rules(self.rules_file) if self.rules_file else RuleSet()
-        self.store = AlertStore(config.data_dir / "alerts.db")
+        self.store = AlertStore(target(config.database.url, config.data_dir, "alerts.db"))
         self.incidents = Incidents(self.store)
         self.silences = Silences(self.store)
         hooks = [
@@ -229,7 +230,7 @@ class AlertService:
                 "SELECT notified, labels, annotations, starts_at, ends_at FROM incidents "
                 "WHERE id = ?",
                 (incident,),
-            ).fetchone()
+            ).rows[0]
             labels = t.labels or _json(row["labels"])
             if t.change == "resolved":
                 if row["notified"]:

@@ -1,11 +1,17 @@
 """Silences: label matchers (globs) and a time window; a silenced alert still opens
-and resolves its incident, but sends no notifications while the silence lasts."""
+and resolves its incident, but sends no notifications while the silence lasts.
+
+The silences in force are cached; another worker's API may add one to the shared
+database, so the cache is read again every ``CACHE_SECONDS``."""
 
 import threading
+import time
 from typing import Any
 
 from central.alerts.matching import labels_match
 from central.alerts.store import AlertStore, dumps, loads
+
+CACHE_SECONDS = 2.0
 
 
 class Silences:
@@ -13,6 +19,7 @@ class Silences:
         self.store = store
         self._lock = threading.Lock()
         self._cached: list[dict[str, Any]] | None = None
+        self._cached_until = 0.0
 
     def create(
         self,
@@ -26,17 +33,17 @@ class Silences:
     ) -> dict[str, Any]:
         cur = self.store.execute(
             "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, created) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (dumps(matchers), starts_at, ends_at, comment, created_by, now),
         )
         self._forget()
-        found = self.get(int(cur.lastrowid or 0))
+        found = self.get(int(cur.rows[0]["id"]))
         assert found is not None
         return found
 
     def expire(self, silence: int, now: float) -> dict[str, Any] | None:
         self.store.execute(
-            "UPDATE silences SET ends_at = MIN(ends_at, ?) WHERE id = ?", (now, silence)
+            "UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?", (now, silence, now)
         )
         self._forget()
         return self.get(silence)
@@ -56,8 +63,9 @@ class Silences:
     def matching(self, labels: dict[str, str], now: float) -> list[int]:
         """Ids of the silences in force now that match these labels."""
         with self._lock:
-            if self._cached is None:
+            if self._cached is None or time.monotonic() >= self._cached_until:
                 self._cached = self.search(now - 86400 * 365, include_expired=False)
+                self._cached_until = time.monotonic() + CACHE_SECONDS
             cached = self._cached
         return [
             s["id"]

@@ -142,10 +142,13 @@ def config(
     tmp_path: Path,
     rules: Path | None,
     url: str,
+    database: str | None = None,
     **alerts: Any,
 ) -> CentralConfig:
+    """A config for an AlertService; ``database``: a PostgreSQL URL, or None for SQLite."""
     return convert(
         {
+            "database": {"url": database},
             "influx": {"url": "http://127.0.0.1:9", "database": "unused"},
             "data_dir": str(tmp_path / "data"),
             "rules_file": str(rules) if rules else None,

@@ -1,5 +1,6 @@
 """Fixtures for the API tests: each module defines its own ``central`` (a Central that is
-not started); these give a test client and admin / read tokens for it."""
+not started); these give a test client and admin / read tokens for it. ``database``
+runs a test once over each store: SQLite under data_dir, and PostgreSQL."""
 
 from collections.abc import Iterator
 
@@ -9,6 +10,16 @@ from fastapi.testclient import TestClient
 from central.api.app import create_app
 from central.service import Central
 from tests.central.alert_helpers import Receiver
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str | None:
+    """``database.url`` for the store under test: None (SQLite files under data_dir) or
+    a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 @pytest.fixture

@@ -82,6 +82,14 @@ V1 = "influx:\n  url: http://127.0.0.1:8086\n  api: v1\n  database: pantau\n"
             "mqtt.shared_group: a shared group name must be non-empty without '/', '+' or '#'",
         ),
         (f"{V1}offline_after: soon\n", "offline_after: invalid duration 'soon'"),
+        (
+            f"{V1}database:\n  url: mysql://u@db/pantau\n",
+            "database.url: expected postgresql://user:password@host:port/database",
+        ),
+        (
+            f"{V1}database:\n  url: postgresql://db.example\n",
+            "database.url: expected postgresql://user:password@host:port/database (host and",
+        ),
         ("api:\n  listen: 127.0.0.1:8080\n", "influx: required key is missing"),
         (
             f"{V1}webhooks:\n  - name: ops\n    url: http://127.0.0.1:9/hook\n",
@@ -162,6 +170,21 @@ def test_redacted_hides_every_secret(tmp_path):
     assert data["mqtt"]["keepalive"] == "30s"
     assert data["data_dir"] == str(tmp_path / "data")
     assert "hunter2" not in repr(data) and "hook-secret" not in repr(data)
+
+
+def test_the_database_password_is_hidden_and_may_come_from_the_environment(tmp_path):
+    path = tmp_path / "central.yaml"
+    path.write_text(GOOD.format(data=tmp_path / "data"))
+    url = "postgresql://pantau:pg-s3cret@db.example:5432/pantau"
+    os.environ["PANTAU_DATABASE__URL"] = url
+    try:
+        config = load_config(path)
+    finally:
+        del os.environ["PANTAU_DATABASE__URL"]
+    assert config.database.url == url
+    shown = redacted(config)["database"]["url"]
+    assert shown == "postgresql://pantau:**redacted**@db.example:5432/pantau"
+    assert redacted(load_config(path))["database"]["url"] is None  # default: SQLite
 
 
 def test_a_trailing_slash_on_the_influx_url_is_dropped_but_not_on_a_webhook(tmp_path):

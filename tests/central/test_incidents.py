@@ -30,10 +30,15 @@ rules:
 
 
 def new_service(
-    tmp_path: Path, receiver: Receiver, clock: FakeTime, rules: str = RULES, **alerts: object
+    tmp_path: Path,
+    database: str | None,
+    receiver: Receiver,
+    clock: FakeTime,
+    rules: str = RULES,
+    **alerts: object,
 ) -> AlertService:
     path = write_rules(tmp_path / "rules.yaml", rules)
-    return AlertService(config(tmp_path, path, receiver.url, **alerts), now=clock)
+    return AlertService(config(tmp_path, path, receiver.url, database, **alerts), now=clock)
 
 
 def level(service: AlertService, clock: FakeTime, value: float, advance: float = 5) -> None:
@@ -42,17 +47,17 @@ def level(service: AlertService, clock: FakeTime, value: float, advance: float =
 
 
 def test_restart_mid_incident_never_fires_twice_and_still_sends_the_resolution(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, database: str | None, receiver: Receiver
 ) -> None:
     clock = FakeTime()
-    first = new_service(tmp_path, receiver, clock)
+    first = new_service(tmp_path, database, receiver, clock)
     level(first, clock, 320)
     assert receiver.statuses() == [("firing", "river-high")]
     # central is killed here: nothing is stopped cleanly
 
     clock.advance(600)
     second = new_service(
-        tmp_path, receiver, clock, rules=RULES.split("  - name: gateway", maxsplit=1)[0]
+        tmp_path, database, receiver, clock, rules=RULES.split("  - name: gateway", maxsplit=1)[0]
     )
     try:
         level(second, clock, 330)  # still high after the restart: no second firing
@@ -71,17 +76,17 @@ def test_restart_mid_incident_never_fires_twice_and_still_sends_the_resolution(
 
 
 def test_a_notification_waiting_in_the_outbox_survives_the_restart(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, database: str | None, receiver: Receiver
 ) -> None:
     clock = FakeTime()
     receiver.stop()
-    first = new_service(tmp_path, receiver, clock)
+    first = new_service(tmp_path, database, receiver, clock)
     level(first, clock, 320)
     assert first.outbox.search()[0]["state"] == "pending"
 
     receiver.start()
     clock.advance(30)
-    second = new_service(tmp_path, receiver, clock)
+    second = new_service(tmp_path, database, receiver, clock)
     try:
         step(second, clock, 1)
         assert receiver.statuses() == [("firing", "river-high")]
@@ -93,17 +98,17 @@ def test_a_notification_waiting_in_the_outbox_survives_the_restart(
 
 
 def test_an_offline_gateway_that_came_back_while_central_was_down_resolves(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, database: str | None, receiver: Receiver
 ) -> None:
     clock = FakeTime()
-    first = new_service(tmp_path, receiver, clock)
+    first = new_service(tmp_path, database, receiver, clock)
     first.observe("state", birth("gw-r", clock(), {}))
     first.observe("state", death("gw-r", clock()))
     step(first, clock)
     assert receiver.statuses() == [("firing", "gateway-offline")]
 
     clock.advance(3600)
-    second = new_service(tmp_path, receiver, clock)
+    second = new_service(tmp_path, database, receiver, clock)
     try:
         step(second, clock, 1)
         assert len(receiver.received) == 1  # restored as firing, not fired again
@@ -119,12 +124,12 @@ def test_an_offline_gateway_that_came_back_while_central_was_down_resolves(
 
 
 def test_an_incident_whose_rule_was_removed_while_down_resolves_at_start(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, database: str | None, receiver: Receiver
 ) -> None:
     clock = FakeTime()
-    first = new_service(tmp_path, receiver, clock)
+    first = new_service(tmp_path, database, receiver, clock)
     level(first, clock, 320)
-    second = new_service(tmp_path, receiver, clock, rules="rules: []\n")
+    second = new_service(tmp_path, database, receiver, clock, rules="rules: []\n")
     try:
         step(second, clock, 1)
         assert receiver.statuses() == [("firing", "river-high"), ("resolved", "river-high")]
@@ -133,9 +138,11 @@ def test_an_incident_whose_rule_was_removed_while_down_resolves_at_start(
         first.stop()
 
 
-def test_repeat_interval_renotifies_until_acknowledged(tmp_path: Path, receiver: Receiver) -> None:
+def test_repeat_interval_renotifies_until_acknowledged(
+    tmp_path: Path, database: str | None, receiver: Receiver
+) -> None:
     clock = FakeTime()
-    service = new_service(tmp_path, receiver, clock, repeat_interval="10m")
+    service = new_service(tmp_path, database, receiver, clock, repeat_interval="10m")
     try:
         level(service, clock, 320)
         step(service, clock, 590)
@@ -154,9 +161,11 @@ def test_repeat_interval_renotifies_until_acknowledged(tmp_path: Path, receiver:
         service.stop()
 
 
-def test_a_silence_holds_notifications_until_it_ends(tmp_path: Path, receiver: Receiver) -> None:
+def test_a_silence_holds_notifications_until_it_ends(
+    tmp_path: Path, database: str | None, receiver: Receiver
+) -> None:
     clock = FakeTime()
-    service = new_service(tmp_path, receiver, clock)
+    service = new_service(tmp_path, database, receiver, clock)
     try:
         silence = service.silences.create(
             matchers={"alertname": "river-*", "gateway": "gw-r"},

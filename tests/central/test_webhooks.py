@@ -37,10 +37,10 @@ def clock() -> FakeTime:
 
 
 def service_for(
-    tmp_path: Path, receiver: Receiver, clock: FakeTime, **alerts: object
+    tmp_path: Path, database: str | None, receiver: Receiver, clock: FakeTime, **alerts: object
 ) -> AlertService:
     rules = write_rules(tmp_path / "rules.yaml", RULES)
-    return AlertService(config(tmp_path, rules, receiver.url, **alerts), now=clock)
+    return AlertService(config(tmp_path, rules, receiver.url, database, **alerts), now=clock)
 
 
 def fire(service: AlertService, clock: FakeTime, value: float = 320) -> None:
@@ -50,9 +50,9 @@ def fire(service: AlertService, clock: FakeTime, value: float = 320) -> None:
 
 @pytest.mark.parametrize("outage", ["connection refused", "HTTP 500"])
 def test_receiver_down_30s_then_up_gets_the_alert_exactly_once(
-    tmp_path: Path, receiver: Receiver, clock: FakeTime, outage: str
+    tmp_path: Path, database: str | None, receiver: Receiver, clock: FakeTime, outage: str
 ) -> None:
-    service = service_for(tmp_path, receiver, clock)
+    service = service_for(tmp_path, database, receiver, clock)
     try:
         if outage == "HTTP 500":
             receiver.answer = 500
@@ -80,10 +80,10 @@ def test_receiver_down_30s_then_up_gets_the_alert_exactly_once(
 
 
 def test_a_4xx_is_a_permanent_failure_recorded_with_the_response(
-    tmp_path: Path, receiver: Receiver, clock: FakeTime
+    tmp_path: Path, database: str | None, receiver: Receiver, clock: FakeTime
 ) -> None:
     receiver.answer, receiver.body = 400, b'{"error": "unknown receiver"}'
-    service = service_for(tmp_path, receiver, clock)
+    service = service_for(tmp_path, database, receiver, clock)
     try:
         fire(service, clock)
         for _ in range(10):
@@ -99,10 +99,12 @@ def test_a_4xx_is_a_permanent_failure_recorded_with_the_response(
 
 
 def test_delivery_expires_after_webhook_expiry(
-    tmp_path: Path, receiver: Receiver, clock: FakeTime
+    tmp_path: Path, database: str | None, receiver: Receiver, clock: FakeTime
 ) -> None:
     receiver.answer = 503
-    service = service_for(tmp_path, receiver, clock, webhook_expiry="2m", max_backoff="20s")
+    service = service_for(
+        tmp_path, database, receiver, clock, webhook_expiry="2m", max_backoff="20s"
+    )
     try:
         fire(service, clock)
         for _ in range(13):
@@ -118,11 +120,11 @@ def test_delivery_expires_after_webhook_expiry(
 
 
 def test_a_hanging_receiver_times_out_and_is_retried(
-    tmp_path: Path, receiver: Receiver, clock: FakeTime
+    tmp_path: Path, database: str | None, receiver: Receiver, clock: FakeTime
 ) -> None:
     receiver.answer = "hang"
     rules = write_rules(tmp_path / "rules.yaml", RULES)
-    cfg = config(tmp_path, rules, receiver.url)
+    cfg = config(tmp_path, rules, receiver.url, database)
     cfg.webhooks[0].timeout = 0.3
     service = AlertService(cfg, now=clock)
     try:
@@ -138,9 +140,9 @@ def test_a_hanging_receiver_times_out_and_is_retried(
 
 
 def test_payload_is_alertmanager_v4_and_the_signature_verifies(
-    tmp_path: Path, receiver: Receiver, clock: FakeTime
+    tmp_path: Path, database: str | None, receiver: Receiver, clock: FakeTime
 ) -> None:
-    service = service_for(tmp_path, receiver, clock)
+    service = service_for(tmp_path, database, receiver, clock)
     try:
         fire(service, clock, 301)
         step(service, clock, 5)
