@@ -1,5 +1,6 @@
 """The broker's side: ``passwd``, ``acl`` and a ``mosquitto.conf`` snippet for every
-gateway provisioned so far, plus central's own identity."""
+gateway provisioned so far and not revoked, plus central's own identity; with a CA, the
+CA certificate and ``crl.pem``, the revoked client certificates."""
 
 import shutil
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from provisioning.acl import DEFAULT_CENTRAL_USER, acl_file
 from provisioning.errors import ProvisionError
 from provisioning.files import write_file, write_secret
 from provisioning.passwords import hash_password, new_password, password_line
-from provisioning.state import CentralRecord, ProvisionState
+from provisioning.state import CentralRecord, GatewayRecord, ProvisionState
 
 CONF_DIR = "/etc/mosquitto/pantau"
 PERSISTENCE_DIR = "/var/lib/mosquitto/"
@@ -53,6 +54,9 @@ certfile {opts.conf_dir}/server.crt
 keyfile {opts.conf_dir}/server.key
 require_certificate true
 use_identity_as_username true
+# Client certificates revoked with `pantau-provision gateway revoke` or replaced by
+# `gateway rotate` are refused during the TLS handshake.
+crlfile {opts.conf_dir}/crl.pem
 """
     text += f"""
 # Keep sessions and queued QoS 1 messages across a broker restart: central's
@@ -77,6 +81,13 @@ max_packet_size 1048576
     return text
 
 
+def revoked_serials(record: GatewayRecord) -> list[str]:
+    """The gateway's certificates the broker must refuse: replaced ones, and its current
+    one once it is revoked."""
+    current = [record.cert_serial] if record.revoked is not None and record.cert_serial else []
+    return [*record.revoked_serials, *current]
+
+
 def central_identity(
     state: ProvisionState, opts: BrokerOptions
 ) -> tuple[CentralRecord, str | None]:
@@ -91,10 +102,13 @@ def central_identity(
 
 
 def write_broker_config(state: ProvisionState, out: Path, opts: BrokerOptions) -> list[str]:
-    """Write passwd, acl, mosquitto.conf (and ca.crt) into ``out``; returns notes to print."""
-    gateways = state.gateways()
-    if opts.central_user in {g.id for g in gateways}:
+    """Write passwd, acl, mosquitto.conf (and ca.crt, crl.pem) into ``out``; returns notes
+    to print. Revoked gateways are left out."""
+    everyone = state.gateways()
+    if opts.central_user in {g.id for g in everyone}:
         raise ProvisionError(f"central's username {opts.central_user!r} is also a gateway id")
+    gateways = [g for g in everyone if g.revoked is None]
+    revoked = [g.id for g in everyone if g.revoked is not None]
     central, password = central_identity(state, opts)
     lines = [password_line(central.username, central.password_hash)]
     lines += [
@@ -107,11 +121,17 @@ def write_broker_config(state: ProvisionState, out: Path, opts: BrokerOptions) -
     write_file(out / "acl", acl_file([g.id for g in gateways], central.username))
     write_file(out / "mosquitto.conf", mosquitto_conf(opts, state.has_ca))
     if state.has_ca:
+        from provisioning import ca  # cryptography: only with a CA
+
         shutil.copyfile(state.ca_dir / "ca.crt", out / "ca.crt")
+        serials = [serial for g in everyone for serial in revoked_serials(g)]
+        write_file(out / "crl.pem", ca.crl(state.ca_dir, serials))
     notes = [
-        f"{len(gateways)} gateway(s) + {central.username}: wrote passwd, acl and "
-        f"mosquitto.conf to {out}"
+        f"{len(gateways)} gateway(s) + {central.username}: wrote passwd, acl"
+        f"{', crl.pem' if state.has_ca else ''} and mosquitto.conf to {out}"
     ]
+    if revoked:
+        notes.append(f"left out (revoked): {', '.join(revoked)}")
     if password is not None:
         write_secret(out / "central.password", password + "\n")
         notes.append(

@@ -17,6 +17,9 @@ from provisioning.files import write_file, write_secret
 
 CA_DAYS = 3650
 LEAF_DAYS = 1825
+# mosquitto (OpenSSL) refuses EVERY client certificate once its CRL's nextUpdate has
+# passed: the CRL is re-signed by each ``broker-config``, valid this long
+CRL_DAYS = 1825
 
 
 @dataclass
@@ -150,3 +153,30 @@ def issue_server(ca_dir: Path, hosts: list[str], days: int = LEAF_DAYS) -> Issue
         except ValueError:
             sans.append(x509.DNSName(host))
     return _issue(ca_dir, hosts[0], ExtendedKeyUsageOID.SERVER_AUTH, sans, days)
+
+
+def crl(ca_dir: Path, serials: list[str], days: int = CRL_DAYS) -> bytes:
+    """A PEM certificate revocation list, signed by the CA, revoking ``serials`` (hex).
+
+    mosquitto reads it through ``crlfile`` and refuses a revoked client certificate
+    during the TLS handshake."""
+    ca_cert, ca_key = _load_ca(ca_dir)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=days))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+    )
+    for serial in sorted(set(serials)):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(int(serial, 16))
+            .revocation_date(now - dt.timedelta(minutes=5))
+            .build()
+        )
+    return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)

@@ -90,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
         "register", parents=[common, central], help="register a provisioned gateway in central"
     )
     p.add_argument("id")
+    p = gw.add_parser(
+        "revoke", parents=[common], help="the gateway may never log in again (its credentials)"
+    )
+    p.add_argument("id")
+    p = gw.add_parser("rotate", parents=[common], help="new password or certificate: a new bundle")
+    p.add_argument("id")
+    p.add_argument(
+        "--out", type=Path, help="the new bundle goes to OUT/<id>/ (default: where the last went)"
+    )
 
     p = sub.add_parser(
         "broker-config", parents=[common], help="passwd, acl and mosquitto.conf for all gateways"
@@ -402,13 +411,51 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+NEXT_BROKER = (
+    "next: `pantau-provision broker-config --out DIR`, install it on the broker and "
+    "restart mosquitto"
+)
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from provisioning.lifecycle import revoke
+
+    state = _state(args)
+    before = state.gateway(args.id).revoked
+    record = revoke(state, args.id)
+    if before is not None:
+        print(f"{record.id}: revoked already")
+    else:
+        what = "password" if record.auth == "password" else f"certificate {record.cert_serial}"
+        print(f"{record.id}: revoked ({what}); broker-config now leaves it out")
+    print(NEXT_BROKER)
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    from provisioning.lifecycle import rotate
+
+    record = rotate(_state(args), args.id, args.out)
+    what = "password" if record.auth == "password" else f"certificate {record.cert_serial}"
+    print(f"{record.id}: new {what}; new bundle in {record.bundle}")
+    files = "mqtt.password" if record.auth == "password" else "client.crt and client.key"
+    print(f"on the gateway: replace {files} in /etc/pantau/ and restart pantau-agent")
+    print(NEXT_BROKER + " (the old credentials stop working then)")
+    return 0
+
+
 def _gateway(args: argparse.Namespace) -> int:
     if args.action == "add":
         return _gateway_add(args)
+    if args.action == "revoke":
+        return _revoke(args)
+    if args.action == "rotate":
+        return _rotate(args)
     state = _state(args)
     if args.action == "list":
         for r in state.gateways():
-            print(f"{r.id}\t{r.site}\t{r.auth}\t{r.bundle}")
+            status = "revoked" if r.revoked is not None else r.auth
+            print(f"{r.id}\t{r.site}\t{status}\t{r.bundle}")
         return 0
     central = _central(args)
     if central is None:

@@ -60,7 +60,13 @@ def add_gateways(
         for record in records:
             replace_into(tmp / record.id, out / record.id)
     state.ensure()
-    for record in records:
-        state.save_gateway(record)
+    for i, record in enumerate(records):
+        if state.has_gateway(record.id):  # --force: the old certificates stay revoked
+            old = state.gateway(record.id)
+            replaced = [old.cert_serial] if old.cert_serial else []
+            records[i] = record.model_copy(
+                update={"revoked_serials": [*old.revoked_serials, *replaced]}
+            )
+        state.save_gateway(records[i])
     state.remember(broker_url=broker_url, central_url=central.url if central else None)
     return records, notes

@@ -4,7 +4,8 @@ Layout (``--state``, ``$PANTAU_PROVISION_STATE``, default ``./pantau-provisionin
 
     settings.json          broker URL, central URL and username remembered between runs
     central.json           central's broker username and password hash
-    gateways/<id>.json     one record per gateway: site, location, auth, password hash
+    gateways/<id>.json     one record per gateway: site, location, auth, password hash,
+                           revoked (when), revoked_serials (certificates in the CRL)
     ca/ca.key, ca/ca.crt   the certificate authority, after ``ca init``
 
 Plaintext passwords never live here: only the gateway's own bundle holds its password.
@@ -47,6 +48,9 @@ class GatewayRecord(_Record):
     broker_url: str
     bundle: str
     created: float
+    rotated: float | None = None  # when its credentials were last replaced
+    revoked: float | None = None  # when it was revoked: left out of the broker config
+    revoked_serials: list[str] = []  # its client certificates no longer valid (the CRL)
 
     @field_validator("id")
     @classmethod
