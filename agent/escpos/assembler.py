@@ -140,7 +140,9 @@ class _Line:
         placed: list[tuple[int, int, int, str]] = []
         for item in sorted(self.chars):
             if placed and item[0] < placed[-1][0] + placed[-1][1] // 2:
-                if item[2] > placed[-1][2]:  # printed later over the same place
+                # printed over the same place: the later character wins, but a
+                # space printed over ink leaves the ink
+                if item[2] > placed[-1][2] and (item[3] != " " or placed[-1][3] == " "):
                     placed[-1] = item
                 continue
             placed.append(item)
@@ -205,6 +207,7 @@ class ReceiptAssembler:
         self._code_page = code_page
         self._decoder = _decoder(code_page)
         self._tab_args = False
+        self._lf_seen = False  # the POS ends its lines with LF (CR only returns the carriage)
         self._line = _Line()  # printer state (fonts, margin, tabs) lasts until ESC @
         self._reset()
 
@@ -215,7 +218,7 @@ class ReceiptAssembler:
         self._line.clear()
         self._content = False
         self._graphics = 0
-        self._last_newline = b""
+        self._pending_cr = False
         self._used_pages: set[str] = set()
 
     def feed(self, data: bytes, now: float | None = None) -> list[RawReceipt]:
@@ -269,28 +272,45 @@ class ReceiptAssembler:
     # tokens
 
     def _token(self, token: Token, out: list[RawReceipt]) -> None:
+        """Line ends as printers make them: LF prints the line and feeds; CR
+        returns the carriage. A stream that ends its lines with CR alone (a POS
+        set up for printers with automatic line feed) has shown no LF: there a
+        CR not followed by LF ends the line. Once LF has been seen, a CR
+        followed by more text on the same line is a carriage return: what
+        follows is printed over the same line (two-colour printing on impact
+        printers). CR LF and LF CR are one line end either way."""
         self._keep(token.raw)
         kind = token.kind
+        if kind == "newline":
+            self._newline(token.raw, out)
+            return
+        if self._pending_cr and kind != "data":
+            self._pending_cr = False
+            if not self._lf_seen:
+                self._end_line(out)
         if kind == "text":
-            self._last_newline = b""
             self._put(token.raw)
             if not self._content and token.raw.strip():
                 self._content = True
             if self._line.length >= MAX_LINE_CHARS:
                 self._end_line(out)
-        elif kind == "newline":
-            # CR LF and LF CR are one line end; CR alone and LF alone are one each.
-            if self._last_newline and token.raw != self._last_newline:
-                self._last_newline = b""
-                return
-            self._end_line(out)
-            self._last_newline = token.raw if token.raw in (b"\r", b"\n") else b""
         elif kind == "command":
-            self._last_newline = b""
             self._tab_args = False
             self._command(token, out)
         elif self._tab_args:  # data after ESC D: the tab stops
             self._tab_stops(token.raw)
+
+    def _newline(self, raw: bytes, out: list[RawReceipt]) -> None:
+        if raw == b"\r":
+            if self._pending_cr and not self._lf_seen:
+                self._end_line(out)  # CR CR in a CR-only stream: a blank line
+            self._pending_cr = True
+            self._line.x = self._line.margin
+            return
+        if raw == b"\n":
+            self._lf_seen = True
+        self._pending_cr = False
+        self._end_line(out)
 
     def _command(self, token: Token, out: list[RawReceipt]) -> None:
         name, args, line = token.name, token.args, self._line
