@@ -4,7 +4,8 @@ and whether its signature is right.
     python -m scripts.webhook_receiver --port 9000 --secret-file webhook.secret
 
 It answers 204 to a notification signed with the secret and 401 to any other
-(central then marks the delivery failed, see docs/alerts.md). With ``--record``
+(central then marks the delivery failed, see docs/alerts.md). A delivery id it has
+already seen (a retry after a lost answer) is answered 204 and said to be ignored. With ``--record``
 it also appends one JSON line per request (headers, raw body, verdict), so a
 test can check what arrived.
 """
@@ -13,12 +14,13 @@ import argparse
 import json
 import signal
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
-from central.alerts.signing import HEADER, verify
+from central.alerts.signing import DELIVERY_HEADER, HEADER, verify
 
 MAX_BODY = 1 << 20
 
@@ -40,6 +42,17 @@ class Receiver(ThreadingHTTPServer):
         self.secret = secret
         self.out = out
         self.record = record
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def first_time(self, delivery: str) -> bool:
+        """True the first time a (signed) delivery id arrives: a retry of a notification
+        we already handled carries the same id."""
+        with self._lock:
+            if delivery in self._seen:
+                return False
+            self._seen.add(delivery)
+            return True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -55,13 +68,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length)
         header = self.headers.get(HEADER, "")
-        signed = verify(self.server.secret, body, header, time.time())
+        delivery = self.headers.get(DELIVERY_HEADER, "")
+        signed = verify(self.server.secret, body, header, delivery, now=time.time())
+        repeat = signed and not self.server.first_time(delivery)
         try:
             text = describe(json.loads(body))
         except (ValueError, AttributeError, IndexError, TypeError):
             text = f"not an alert payload ({len(body)} bytes)"
         stamp = time.strftime("%H:%M:%S")
         verdict = "signature ok" if signed else "BAD SIGNATURE, refused"
+        if repeat:
+            verdict += ", delivery seen before: ignored"
         event = self.headers.get("X-Pantau-Event", "?")
         print(f"{stamp} webhook ({event}, {verdict}): {text}", file=self.server.out, flush=True)
         if self.server.record is not None:
@@ -71,6 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "headers": {k: v for k, v in self.headers.items()},
                 "body": body.decode("utf-8", errors="replace"),
                 "signed": signed,
+                "repeat": repeat,
             }
             with self.server.record.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")

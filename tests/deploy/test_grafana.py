@@ -89,7 +89,7 @@ def _demo_lines(now_ms: int) -> list[str]:
     for i in range(36):
         ts = now_ms - (35 - i) * step - 30_000
         last = i == 35
-        river = [
+        river: list[dict[str, Any]] = [
             {"device": "batu-merah-level", "metric": "level_cm", "value": 200 + 5 * i, "ts": ts},
             {"device": "batu-merah-level", "metric": "air_gap_cm", "value": 400 - 5 * i, "ts": ts},
             {"device": "batu-merah-rain", "metric": "rain_tips", "value": 3 * i, "ts": ts},
@@ -100,7 +100,7 @@ def _demo_lines(now_ms: int) -> list[str]:
         if i == 20:  # the radar lost its echo once
             river[0] = {**river[0], "value": None, "quality": "bad", "error": "no echo"}
         app_up = 0 if last else 1
-        network = [
+        network: list[dict[str, Any]] = [
             {"device": "lapor-kota-http", "metric": "up", "value": 1, "ts": ts},
             {"device": "lapor-kota-http", "metric": "status", "value": 200, "ts": ts},
             {"device": "lapor-kota-http", "metric": "latency_ms", "value": 12.5, "ts": ts},

@@ -90,12 +90,11 @@ def test_demo_shows_all_three_families_fires_the_river_incident_and_stops_everyt
         hook = firing[0]
         assert hook["signed"]
         headers = {k.lower(): v for k, v in hook["headers"].items()}
-        assert verify(
-            secret, hook["body"].encode(), headers["x-pantau-signature"], hook["received"]
-        )
-        assert not verify(
-            "not-the-secret", hook["body"].encode(), headers["x-pantau-signature"], hook["received"]
-        )
+        body, signature = hook["body"].encode(), headers["x-pantau-signature"]
+        delivery, at = headers["x-pantau-delivery"], hook["received"]
+        assert verify(secret, body, signature, delivery, now=at)
+        assert not verify("not-the-secret", body, signature, delivery, now=at)
+        assert not verify(secret, body, signature, delivery + "-forged", now=at)
         assert json.loads(hook["body"])["commonLabels"]["level"] in ("waspada", "siaga", "awas")
 
         assert set(pids) == {
