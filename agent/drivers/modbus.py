@@ -27,9 +27,12 @@ from agent.counters import WrappingCounter
 from agent.drivers._modbus_bus import ModbusBus, silent_interval
 from agent.drivers._modbus_decode import (
     FORMATS,
+    INTEGER_BITS,
     DecodeError,
     Order,
+    check_order,
     decode,
+    decode_string,
     exception_text,
     register_count,
     scaled,
@@ -40,7 +43,6 @@ from agent.drivers._modbus_plan import (
     Function,
     PointSpan,
     ReadRequest,
-    overlaps,
     plan_reads,
 )
 from agent.drivers.base import (
@@ -55,10 +57,23 @@ from wire import Duration
 from wire.structs import Section
 
 PointType = Literal[
-    "int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64", "bool"
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "float16",
+    "float32",
+    "int64",
+    "uint64",
+    "float64",
+    "string",
+    "bool",
 ]
-INTEGER_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
-UNSIGNED_BITS = {"uint16": 16, "uint32": 32, "uint64": 64}
+INTEGER_TYPES = tuple(INTEGER_BITS)
+UNSIGNED_BITS = {"uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
+Encoding = Literal["ascii", "latin-1", "utf-8"]
 
 
 class CounterSpec(Section):
@@ -71,6 +86,13 @@ class CounterSpec(Section):
     rate_metric: str | None = None
     rate_unit: str | None = None
     rate_per: Duration = Duration(3600.0)  # the rate is given per this long (1h → mm/h)
+    # the amount counted since the previous poll (vehicles in this interval); not at the
+    # first poll, nor after a reset or an unbelievable jump
+    delta_metric: str | None = None
+    delta_unit: str | None = None
+    # reported only at polls where the counter moved (the amount added): a ``stale``
+    # alert rule on it means "the counter is stuck"
+    moved_metric: str | None = None
     max_delta: Annotated[int, Meta(ge=1)] | None = None  # most counts believable between polls
     max_gap: Duration | None = None  # no rate over a longer gap between samples
 
@@ -81,8 +103,16 @@ class ModbusPoint(Section):
     address: Annotated[int, Meta(ge=0, le=65535)] = msgspec.field(name="register")  # zero-based
     function: Function = "holding"
     type: PointType | None = None  # default: uint16 for registers, bool for coil/discrete
-    word_order: Order = "big"
-    byte_order: Order = "big"
+    word_order_: Order | None = msgspec.field(default=None, name="word_order")  # default big
+    byte_order_: Order | None = msgspec.field(default=None, name="byte_order")  # default big
+    order: Annotated[str, Meta(pattern="^[A-H]{2,16}$")] | None = None  # bytes as sent: CDAB
+    byte: Literal["high", "low"] | None = None  # int8/uint8: which half of the register
+    bit: Annotated[int, Meta(ge=0, le=63)] | None = None  # one bit of the value: a bool
+    mask: Annotated[int, Meta(ge=1)] | None = None  # (value & mask) >> shift
+    shift: Annotated[int, Meta(ge=0, le=63)] = 0
+    count: Annotated[int, Meta(ge=1, le=MAX_REGISTERS)] | None = None  # string: registers
+    encoding: Encoding = "ascii"  # string
+    trim: bool = True  # string: drop NULs and blanks at both ends
     scale: float = 1.0
     offset: float = 0.0
     unit: str | None = None
@@ -93,44 +123,106 @@ class ModbusPoint(Section):
         bits = self.function in BIT_FUNCTIONS
         if self.type is None:
             self.type = "bool" if bits else "uint16"
-        if bits and self.type != "bool":
+        kind = self.type
+        if bits and kind != "bool":
+            raise ValueError(f"type: a {self.function} is one bit: type must be bool, not {kind}")
+        if not bits and kind == "bool":
             raise ValueError(
-                f"type: a {self.function} is one bit: type must be bool, not {self.type}"
+                f"type: bool is for coil or discrete; for one bit of a register "
+                f"use bit: 0..15 (function {self.function})"
             )
-        if not bits and self.type == "bool":
-            raise ValueError(f"type: bool is for coil or discrete, not {self.function} registers")
-        size = register_count(self.type)
+        self._check_keys(kind)
+        size = self.size
         if self.address + size > 65536:
             raise ValueError(
-                f"type: {self.type} at register {self.address} needs {size} registers, "
+                f"type: {kind} at register {self.address} needs {size} registers, "
                 "past address 65535"
             )
-        if bits and (self.scale != 1 or self.offset != 0):
-            raise ValueError(f"scale and offset don't apply to a {self.function} (a bit)")
+        if self.order is not None:
+            if self.word_order_ is not None or self.byte_order_ is not None:
+                raise ValueError("order: give either order or word_order/byte_order, not both")
+            check_order(self.order, size)
+        if (bits or self.bit is not None or kind == "string") and (
+            self.scale != 1 or self.offset != 0
+        ):
+            what = "a bit" if kind != "string" else "a string"
+            raise ValueError(f"scale and offset don't apply to {what}")
         if not math.isfinite(self.scale) or not math.isfinite(self.offset):
             raise ValueError("scale and offset must be finite numbers")
         if self.counter is not None:
-            if self.type not in UNSIGNED_BITS:
-                raise ValueError(f"counter needs an unsigned integer type, not {self.type}")
+            if kind not in UNSIGNED_BITS or self.bit is not None:
+                raise ValueError(f"counter needs an unsigned integer type, not {kind}")
             if self.scale != 1 or self.offset != 0:
                 raise ValueError("a counter uses counter.per_count, not scale/offset")
-            full = 1 << UNSIGNED_BITS[self.type]
+            full = 1 << UNSIGNED_BITS[kind]
             if self.counter.wrap is not None and self.counter.wrap > full:
-                raise ValueError(f"counter.wrap {self.counter.wrap} exceeds the {self.type} range")
+                raise ValueError(f"counter.wrap {self.counter.wrap} exceeds the {kind} range")
+
+    def _check_keys(self, kind: str) -> None:
+        """Keys that belong to some types only."""
+        if kind in ("int8", "uint8") and self.byte is None:
+            raise ValueError(
+                f"byte: {kind} needs byte: high or byte: low (which half of the register)"
+            )
+        if kind not in ("int8", "uint8") and self.byte is not None:
+            raise ValueError(f"byte: only for int8/uint8, not {kind}")
+
+        if kind == "string" and self.count is None:
+            raise ValueError("count: a string needs count: <registers> (two characters each)")
+        if kind != "string":
+            if self.count is not None:
+                raise ValueError(f"count: only for type string, not {kind}")
+            if self.encoding != "ascii" or not self.trim:
+                raise ValueError(f"encoding and trim: only for type string, not {kind}")
+        integer = INTEGER_BITS.get(kind)
+        if self.bit is not None:
+            if integer is None:
+                raise ValueError(f"bit: only on an integer register type, not {kind}")
+            if self.bit >= integer:
+                raise ValueError(f"bit: {kind} has bits 0..{integer - 1}, not {self.bit}")
+            if self.mask is not None or self.shift:
+                raise ValueError("bit: give either bit or mask/shift, not both")
+        if self.mask is not None or self.shift:
+            if integer is None:
+                raise ValueError(f"mask and shift: only on an integer type, not {kind}")
+            if self.mask is not None and self.mask >= 1 << integer:
+                raise ValueError(f"mask: 0x{self.mask:X} is wider than {kind}")
+            if self.shift >= integer:
+                raise ValueError(f"shift: {kind} has bits 0..{integer - 1}, not {self.shift}")
+        if self.invalid is not None and (kind in ("string", "bool") or self.bit is not None):
+            raise ValueError(f"invalid: sentinels are numbers; not for {kind} or bit points")
+
+    @property
+    def word_order(self) -> Order:
+        return self.word_order_ or "big"
+
+    @property
+    def byte_order(self) -> Order:
+        return self.byte_order_ or "big"
 
     @property
     def size(self) -> int:
-        return 1 if self.type == "bool" else register_count(self.type or "uint16")
+        return 1 if self.type == "bool" else register_count(self.type or "uint16", self.count)
 
     def span(self, index: int) -> PointSpan:
         return PointSpan(index, self.function, self.address, self.size)
 
     def metric_names(self) -> list[tuple[str, str | None]]:
         names = [(self.metric, self.unit)]
-        if self.counter is not None:
-            names.append((self.counter.total_metric, self.counter.total_unit))
-            if self.counter.rate_metric:
-                names.append((self.counter.rate_metric, self.counter.rate_unit))
+        spec = self.counter
+        if spec is not None:
+            names.append((spec.total_metric, spec.total_unit))
+            if spec.rate_metric:
+                names.append((spec.rate_metric, spec.rate_unit))
+            if spec.delta_metric:
+                names.append((spec.delta_metric, spec.delta_unit))
+        return names
+
+    def all_metric_names(self) -> list[str]:
+        """Every metric the point may give (``moved_metric`` only at some polls)."""
+        names = [name for name, _ in self.metric_names()]
+        if self.counter is not None and self.counter.moved_metric:
+            names.append(self.counter.moved_metric)
         return names
 
 
@@ -142,15 +234,9 @@ class ModbusProfile(ProfileBase):
     def __post_init__(self) -> None:
         points = self.points
         problems = []
-        for a, b in overlaps([p.span(i) for i, p in enumerate(points)]):
-            first = points[a.index]
-            problems.append(
-                f"points[{b.index}] ({points[b.index].metric}) register {b.address} overlaps "
-                f"points[{a.index}] ({first.metric}, {first.function} {a.address}-{a.end - 1})"
-            )
         seen: dict[str, int] = {}
         for i, point in enumerate(points):
-            for name, _unit in point.metric_names():
+            for name in point.all_metric_names():
                 if name in seen:
                     problems.append(
                         f"points[{i}]: metric {name!r} already used by points[{seen[name]}]"
@@ -224,7 +310,7 @@ class ModbusConnection(ConnectionBase):
         return f"{self.port} unit {self.unit}"
 
 
-Value = int | float | bool
+Value = int | float | bool | str
 
 
 class ModbusDriver(Driver):
@@ -390,35 +476,63 @@ class ModbusDriver(Driver):
         return values[: request.count], None
 
     def _decode_point(self, span: PointSpan, request: ReadRequest, values: list[Any]) -> Value:
+        """The point's raw value, from the request's answer: the same registers may
+        serve several points (a register read raw and scaled, bits of a status word)."""
         point = self.profile.points[span.index]
         start = span.address - request.address
         chunk = values[start : start + span.size]
         if point.type == "bool":
             return bool(chunk[0])
-        return decode(chunk, point.type or "uint16", point.word_order, point.byte_order)
+        if point.type == "string":
+            return decode_string(
+                chunk,
+                point.word_order,
+                point.byte_order,
+                order=point.order,
+                encoding=point.encoding,
+                trim=point.trim,
+            )
+        return decode(
+            chunk,
+            point.type or "uint16",
+            point.word_order,
+            point.byte_order,
+            order=point.order,
+            byte=point.byte,
+        )
 
     def _samples(
-        self, index: int, point: ModbusPoint, raw: Value | None, error: str | None, at: float
+        self, index: int, point: ModbusPoint, raw: Value | str | None, error: str | None, at: float
     ) -> list[Sample]:
         names = point.metric_names()
         counter = self._counters.get(index)
-        if error is None and raw is not None:
+        if error is None and raw is not None and not isinstance(raw, str):
             error = _invalid(point, raw)
             if error is None and counter is not None and not 0 <= int(raw) < counter.wrap:
                 error = f"{point.metric}: count {raw} outside 0..{counter.wrap - 1}"
         if error is not None or raw is None:
             why = error or "no value"
             return [Sample(m, None, u, quality="bad", error=why) for m, u in names]
-        if point.type == "bool":
-            return [Sample(point.metric, bool(raw), point.unit)]
+        if isinstance(raw, str | bool):
+            return [Sample(point.metric, raw, point.unit)]
+        if point.bit is not None:
+            return [Sample(point.metric, bool(int(raw) >> point.bit & 1), point.unit)]
+        if point.mask is not None or point.shift:
+            raw = (int(raw) & (point.mask if point.mask is not None else -1)) >> point.shift
         value = scaled(raw, point.scale, point.offset)
         samples = [Sample(point.metric, value, point.unit)]
-        if counter is not None and point.counter is not None:
+        spec = point.counter
+        if counter is not None and spec is not None:
             update = counter.update(int(raw), at)
-            spec = point.counter
             samples.append(Sample(spec.total_metric, update.total, spec.total_unit))
             if spec.rate_metric and update.rate is not None:
                 samples.append(Sample(spec.rate_metric, update.rate, spec.rate_unit))
+            if update.change in ("count", "wrap", "reset"):
+                amount = update.delta if spec.per_count == 1 else update.delta * spec.per_count
+                if spec.delta_metric:
+                    samples.append(Sample(spec.delta_metric, amount, spec.delta_unit))
+                if spec.moved_metric and update.delta > 0:
+                    samples.append(Sample(spec.moved_metric, amount, spec.delta_unit))
         return samples
 
 
@@ -427,7 +541,7 @@ def _invalid(point: ModbusPoint, raw: Value) -> str | None:
     if isinstance(raw, float) and not math.isfinite(raw):
         return f"{point.metric}: device sent {raw} (not a number)"
     for sentinel in point.invalid or ():
-        if raw == sentinel or (point.type == "float32" and _same_float32(raw, sentinel)):
+        if raw == sentinel or _same_float(point.type, raw, sentinel):
             if isinstance(raw, float):
                 shown = f"{raw:g}"
             elif point.type in UNSIGNED_BITS:
@@ -438,10 +552,13 @@ def _invalid(point: ModbusPoint, raw: Value) -> str | None:
     return None
 
 
-def _same_float32(raw: Value, sentinel: float) -> bool:
-    """-9999.9 in a profile equals the float32 the device sends for it."""
+def _same_float(type_: str | None, raw: Value, sentinel: float) -> bool:
+    """-9999.9 in a profile equals the float32 (or float16) the device sends for it."""
+    fmt = {"float32": ">f", "float16": ">e"}.get(type_ or "")
+    if fmt is None:
+        return False
     try:
-        return struct.pack(">f", raw) == struct.pack(">f", sentinel)
+        return struct.pack(fmt, raw) == struct.pack(fmt, sentinel)
     except (OverflowError, struct.error):
         return False
 

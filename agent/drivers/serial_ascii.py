@@ -306,7 +306,7 @@ class SerialAsciiDriver(Driver):
                 continue
             value: int | float = raw
             if m.scale != 1 or m.offset != 0:
-                value = round(raw * m.scale + m.offset, 12)
+                value = raw * m.scale + m.offset  # float64, not rounded
             samples.append(Sample(m.metric, value, m.unit))
         return samples
 

@@ -15,6 +15,7 @@ from agent.devices import build_device
 from agent.drivers._modbus_decode import (
     DecodeError,
     decode,
+    decode_string,
     encode,
     exception_text,
     order_name,
@@ -99,6 +100,32 @@ def test_decode_refuses_wrong_register_counts_and_values() -> None:
         decode([1], "float32")
     with pytest.raises(DecodeError, match="not 16-bit"):
         decode([70000], "uint16")
+
+
+def test_scale_is_not_rounded_beyond_float64() -> None:
+    assert scaled(3, 1e-13, 0.0) == 3 * 1e-13 != 0  # 12-decimal rounding made this 0.0
+    assert scaled(1, 0.1, 0.2) == 0.1 + 0.2  # 0.30000000000000004, as float64 has it
+
+
+def test_every_order_of_a_64_bit_value_by_letters() -> None:
+    regs = [0x0102, 0x0304, 0x0506, 0x0708]
+    assert decode(regs, "uint64", order="ABCDEFGH") == 0x0102030405060708
+    assert decode(regs, "uint64", order="GHEFCDAB") == 0x0708050603040102
+    assert decode(regs, "uint64", order="EFGHABCD") == 0x0506070801020304
+    assert decode(regs, "uint64", order="HGFEDCBA") == 0x0807060504030201
+
+
+def test_bytes_halves_float16_and_strings() -> None:
+    assert decode([0x180D], "uint8", byte="low") == 13
+    assert decode([0x180D], "uint8", byte="high") == 24
+    assert decode([0xFF80], "int8", byte="high") == -1
+    assert decode([0xFF80], "int8", byte="low") == -128
+    assert decode([0xB814], "float16") == -0.509765625
+    modbus = [0x4D6F, 0x6462, 0x7573, 0x2053, 0x7472, 0x696E, 0x6700]
+    assert decode_string(modbus) == "Modbus String"
+    swapped = [0x6F4D, 0x6264, 0x7375, 0x5320, 0x7274, 0x6E69, 0x0067]
+    assert decode_string(swapped, byte_order="little") == "Modbus String"
+    assert decode_string([0x4142, 0x2000], trim=False) == "AB \x00"
 
 
 def test_scale_and_offset() -> None:
@@ -196,17 +223,50 @@ def test_bool_on_a_register_is_refused(tmp_path: Path) -> None:
     message = problems_of(
         tmp_path, "driver: modbus\npoints:\n  - {metric: x, register: 0, type: bool}\n"
     )
-    assert "points[0]: type: bool is for coil or discrete, not holding registers" in message
+    assert "points[0]: type: bool is for coil or discrete; for one bit" in message
 
 
-def test_overlapping_points_are_refused(tmp_path: Path) -> None:
-    message = problems_of(
-        tmp_path,
+def test_overlapping_points_are_read_once(tmp_path: Path) -> None:
+    """Several points on one register and overlapping spans share the read."""
+    path = tmp_path / "overlap.yaml"
+    path.write_text(
         "driver: modbus\npoints:\n"
         "  - {metric: level, register: 0, type: float32}\n"
-        "  - {metric: temp, register: 1, type: uint16}\n",
+        "  - {metric: low_word, register: 1, type: uint16}\n"
+        "  - {metric: status_raw, register: 2}\n"
+        "  - {metric: alarm, register: 2, bit: 15}\n"
+        "  - {metric: mode, register: 2, mask: 0x0F00, shift: 8}\n"
+        "  - {metric: level_hi, register: 2, type: uint8, byte: high}\n"
     )
-    assert "points: points[1] (temp) register 1 overlaps points[0] (level, holding 0-1)" in message
+    _driver, profile = parse_profile(path)
+    requests = plan_reads([p.span(i) for i, p in enumerate(profile.points)])
+    assert [r.describe() for r in requests] == ["holding registers 0-2"]
+
+
+@pytest.mark.parametrize(
+    ("point", "words"),
+    [
+        ("{metric: x, register: 0, type: uint8}", "byte: uint8 needs byte: high or byte: low"),
+        ("{metric: x, register: 0, byte: high}", "byte: only for int8/uint8, not uint16"),
+        ("{metric: x, register: 0, type: string}", "count: a string needs count"),
+        ("{metric: x, register: 0, count: 4}", "count: only for type string"),
+        ("{metric: x, register: 0, bit: 16}", "bit: uint16 has bits 0..15, not 16"),
+        ("{metric: x, register: 0, bit: 1, mask: 3}", "give either bit or mask/shift"),
+        ("{metric: x, register: 0, mask: 0x10000}", "mask: 0x10000 is wider than uint16"),
+        ("{metric: x, register: 0, type: float32, bit: 1}", "bit: only on an integer"),
+        ("{metric: x, register: 0, bit: 1, scale: 2}", "scale and offset don't apply to a bit"),
+        ("{metric: x, register: 0, type: int32, order: ABC}", "must arrange the letters ABCD"),
+        ("{metric: x, register: 0, type: int32, order: ABCA}", "must arrange the letters ABCD"),
+        (
+            "{metric: x, register: 0, type: int32, order: CDAB, word_order: little}",
+            "give either order or word_order/byte_order",
+        ),
+        ("{metric: x, register: 0, type: string, count: 2, scale: 2}", "don't apply to a string"),
+    ],
+)
+def test_register_map_keys_are_checked(tmp_path: Path, point: str, words: str) -> None:
+    message = problems_of(tmp_path, f"driver: modbus\npoints:\n  - {point}\n")
+    assert words in message
 
 
 def test_register_past_the_address_space_is_refused(tmp_path: Path) -> None:
@@ -223,7 +283,7 @@ def test_register_past_the_address_space_is_refused(tmp_path: Path) -> None:
     ("point", "field"),
     [
         ("{metric: x, register: 0, function: output}", "points[0].function"),
-        ("{metric: x, register: 0, type: float16}", "points[0].type"),
+        ("{metric: x, register: 0, type: float128}", "points[0].type"),
         ("{metric: x, register: 0, word_order: middle}", "points[0].word_order"),
         ("{metric: x, register: 0, scael: 2}", "points[0].scael"),
         ("{metric: x, register: 0, invalid: 5}", "points[0].invalid"),
