@@ -213,7 +213,8 @@ class ReceiptParser:
         line = lines[index]
         cells = _cells(line)
         for m in pattern.finditer(line):
-            home = next((c for c in cells if c.start <= m.start() < c.end), None)
+            start = m.start() + len(m[0]) - len(m[0].lstrip())
+            home = next((c for c in cells if c.start <= start < c.end), None)
             if home is None:
                 continue
             if "value" in pattern.groupindex:

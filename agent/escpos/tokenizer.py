@@ -244,14 +244,15 @@ def _gs(buf: bytes | bytearray, i: int) -> Layout:
                 return None
             return 4, buf[i + 3], "GS k"
         return 2, 0, "GS ?"
-    if fn == 0x51:  # GS Q 0 m xL xH yL yH d1..dk  variable vertical size bit image
+    if fn == 0x51:  # GS Q 0 m xL xH yL yH d1..dk  variable vertical size bit image,
+        # k = x * int((y + 7) / 8): x dots across, y dots down in columns of 8
         if not _have(buf, i, 3):
             return None
         if buf[i + 2] != 0x30:
             return 2, 0, "GS ?"
         if not _have(buf, i, 8):
             return None
-        return 8, _u16(buf, i + 4) * _u16(buf, i + 6), "GS Q 0"
+        return 8, _u16(buf, i + 4) * ((_u16(buf, i + 6) + 7) // 8), "GS Q 0"
     if fn == 0x2A:  # GS * x y d1..d(x*y*8)  define downloaded bit image
         if not _have(buf, i, 4):
             return None
