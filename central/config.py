@@ -191,6 +191,30 @@ class AlertsSection(Section):
     max_reading_age: Duration = Duration(600.0)  # older readings (a backlog) don't drive alerts
 
 
+class TileUrl(str):
+    """A map tile URL template with ``{z}``, ``{x}`` and ``{y}``."""
+
+    @classmethod
+    def parse(cls, value: Any) -> "TileUrl":
+        WebhookUrl.parse(value)
+        if not all(part in value for part in ("{z}", "{x}", "{y}")):
+            raise ValueError("expected a tile URL with {z}, {x} and {y}")
+        return cls(value)
+
+
+class RefreshInterval(Duration):
+    minimum, maximum = 1.0, 300.0
+
+
+class DashboardSection(Section):
+    language: Literal["id", "en"] = "id"
+    # live pages fetch fresh values this often
+    refresh: RefreshInterval = RefreshInterval(3.0)
+    session_max_age: Duration = Duration(12 * 3600.0)  # a sign-in lasts this long
+    # map tiles when the command center can reach a tile server (else the bundled outline)
+    map_tiles: TileUrl | None = None
+
+
 class CentralConfig(Section, kw_only=True):  # kw_only spelled out for mypy
     mqtt: MqttSection = msgspec.field(default_factory=MqttSection)
     influx: InfluxSection
@@ -203,6 +227,7 @@ class CentralConfig(Section, kw_only=True):  # kw_only spelled out for mypy
     rules_file: Path | None = None
     webhooks: list[WebhookSection] = msgspec.field(default_factory=list)
     alerts: AlertsSection = msgspec.field(default_factory=AlertsSection)
+    dashboard: DashboardSection = msgspec.field(default_factory=DashboardSection)
 
     def __post_init__(self) -> None:
         unique("webhooks", "webhook name", (hook.name for hook in self.webhooks))

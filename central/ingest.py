@@ -34,7 +34,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -131,7 +130,6 @@ class Ingest:
         self.encoder = Encoder(config.influx.measurement)
         self.connected = threading.Event()
         self.influx_ok = threading.Event()
-        self.last_health: dict[str, Any] = {}
         self._queue: deque[Pending] = deque()
         self._points = 0
         self._cond = threading.Condition()
@@ -255,6 +253,7 @@ class Ingest:
             except Exception:
                 log.exception("observer failed on a %s message from %s", kind, gateway)
         if kind == "telemetry":
+            self.registry.units(message)
             lines = self.encoder.telemetry(message)
             self._enqueue(
                 Pending(mid, self._generation, topic, gateway, lines, payload, readings=len(lines))
@@ -264,10 +263,13 @@ class Ingest:
             lines = self.encoder.event(message)
             self._enqueue(Pending(mid, self._generation, topic, gateway, lines, payload, events=1))
             return
+        if kind == "health":  # the latest in the registry, the history in InfluxDB
+            self.registry.health(message)
+            lines = [self.encoder.health(message)]
+            self._enqueue(Pending(mid, self._generation, topic, gateway, lines, payload))
+            return
         if kind == "state":
             self.registry.state(message)
-        elif kind == "health":
-            self.last_health[gateway] = msgspec.to_builtins(message)
         self.client.ack(mid, 1)
 
     def _dead_letter(

@@ -9,7 +9,9 @@ Numbers are always written as floats, so a metric that is an integer in one
 reading and a float in the next never causes a field type conflict (integers
 beyond 2**53 lose precision). Booleans and strings are written as such.
 Bad-quality readings go to ``reading_errors`` (tag ``metric``, string field
-``error``); events to ``events`` (tag ``kind``, their scalar data as fields).
+``error``); events to ``events`` (tag ``kind``, their scalar data as fields);
+health messages to ``gateway_health`` (tags ``gateway``, ``site``; the vitals as
+float fields, plus ``devices`` and ``devices_failing``).
 
 Escaping, as InfluxDB 1.x parses it (checked against the real server by
 ``tests/central/test_lineprotocol.py``):
@@ -35,7 +37,18 @@ _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": " ", "\r
 _MEAS_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": " ", "\r": " "})
 _BACKSLASH_BEFORE_SPECIAL = re.compile(r"\\(?=[ ,=])")
 _STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
-_EXACT = 2**53  # ints within: exact as floats, repr(float(i)) == f"{i}.0" (below 1e16)
+_EXACT = 2**53
+HEALTH_MEASUREMENT = "gateway_health"
+HEALTH_FIELDS = (
+    "uptime_s",
+    "cpu_temp_c",
+    "load1",
+    "mem_used_pct",
+    "disk_free_mb",
+    "buffer_depth",
+    "buffer_oldest_age_s",
+    "dropped",
+)  # ints within: exact as floats, repr(float(i)) == f"{i}.0" (below 1e16)
 
 
 def escape_tag(text: str) -> str:
@@ -91,6 +104,7 @@ class Encoder:
         errors = "reading_errors" if measurement == "readings" else f"{measurement}_errors"
         self.errors = escape_measurement(errors)
         self.events = escape_measurement("events")
+        self.health_measurement = HEALTH_MEASUREMENT
         self._names: dict[str, str] = {}
 
     def _escaped(self, name: str) -> str:
@@ -147,6 +161,21 @@ class Encoder:
                 f"metric={esc(r.metric)}{site_tag} error={quote_string(error)} {r.ts}"
             )
         return lines
+
+    def health(self, message: wire.Health) -> str:
+        """``gateway_health,gateway=<g>,site=<s> uptime_s=..,buffer_depth=..,... <ts>``:
+        the vitals the gateway sent (absent ones left out), and how many of its devices
+        it reports failing (``devices_failing``) out of ``devices``."""
+        tags = tag_set({"gateway": message.gateway, "site": message.site})
+        fields = [
+            f"{name}={float(value)!r}"
+            for name in HEALTH_FIELDS
+            if (value := getattr(message, name)) is not None and math.isfinite(value)
+        ]
+        failing = sum(1 for d in message.devices.values() if d.status == "failing")
+        fields.append(f"devices={float(len(message.devices))!r}")
+        fields.append(f"devices_failing={float(failing)!r}")
+        return f"{self.health_measurement}{tags} {','.join(fields)} {message.ts}"
 
     def event(self, message: wire.Event) -> list[str]:
         tags = tag_set(

@@ -3,7 +3,10 @@ or in PostgreSQL when ``database.url`` is set (``central.database``: one code pa
 
 A gateway first heard on the broker is added at once; one added by provisioning
 shows as ``never-seen`` until it speaks. ``last_seen`` is kept in memory and
-written at most every few seconds, so telemetry doesn't cost a disk write.
+written at most every few seconds, so telemetry doesn't cost a disk write. The
+latest health message of each gateway is kept (``gateway_health``; the history
+goes to InfluxDB), and so is the unit each metric last came with
+(``metric_units``), for the dashboard.
 
 Sites carry an IANA time zone; the Indonesian aliases WIB, WITA and WIT are
 accepted on input and stored as Asia/Jakarta, Asia/Makassar and Asia/Jayapura.
@@ -20,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 import wire
 from central.database import Database, IntegrityError, Result, Target
@@ -101,6 +106,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """,
     # 2: which lines of a dead-lettered message InfluxDB refused
     "ALTER TABLE dead_letters ADD COLUMN lines TEXT",
+    # 3: each gateway's latest health message, and the unit each metric last came with
+    """
+CREATE TABLE IF NOT EXISTS gateway_health (
+    gateway TEXT PRIMARY KEY,
+    ts DOUBLE PRECISION NOT NULL,
+    received DOUBLE PRECISION NOT NULL,
+    health TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metric_units (
+    gateway TEXT NOT NULL,
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    PRIMARY KEY (gateway, device, metric)
+);
+""",
 ]
 
 DEAD_LETTER_KEEP_BYTES = 1024 * 1024
@@ -124,6 +145,10 @@ class Registry:
         self._lock = self._db.lock
         self._seen: dict[str, Seen] = {}
         self._known: set[str] = {r["id"] for r in self._db.rows("SELECT id FROM gateways")}
+        self._units: dict[tuple[str, str, str], str] = {
+            (r["gateway"], r["device"], r["metric"]): r["unit"]
+            for r in self._db.rows("SELECT * FROM metric_units")
+        }
 
     @property
     def dialect(self) -> str:
@@ -188,6 +213,41 @@ class Registry:
                 self._db.execute(
                     "UPDATE gateways SET status = 'offline' WHERE id = ?", (message.gateway,)
                 )
+
+    def health(self, message: wire.Health, now: float | None = None) -> None:
+        """Keep ``message`` as the gateway's latest health (an older one never replaces it)."""
+        now = time.time() if now is None else now
+        data = json.dumps(msgspec.to_builtins(message), separators=(",", ":"))
+        self._exec(
+            "INSERT INTO gateway_health (gateway, ts, received, health) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (gateway) DO UPDATE SET ts = excluded.ts, received = excluded.received, "
+            "health = excluded.health WHERE excluded.ts >= gateway_health.ts",
+            (message.gateway, message.ts / 1000, now, data),
+        )
+
+    def units(self, message: wire.Telemetry) -> None:
+        """Remember the unit of each metric (written only when it is new or changes)."""
+        changed = []
+        for r in message.readings:
+            if r.unit is not None:
+                key = (message.gateway, r.device, r.metric)
+                if self._units.get(key) != r.unit:
+                    self._units[key] = r.unit
+                    changed.append((*key, r.unit))
+        if changed:
+            with self._lock:
+                self._db.executemany(
+                    "INSERT INTO metric_units (gateway, device, metric, unit) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (gateway, device, metric) DO UPDATE SET unit = excluded.unit",
+                    changed,
+                )
+
+    def metric_units(self, gateway_id: str) -> dict[tuple[str, str], str]:
+        """(device, metric) → unit, as the gateway last sent them."""
+        rows = self._db.rows(
+            "SELECT device, metric, unit FROM metric_units WHERE gateway = ?", (gateway_id,)
+        )
+        return {(r["device"], r["metric"]): r["unit"] for r in rows}
 
     def flush(self) -> None:
         """Write the in-memory ``last_seen`` times."""
@@ -389,26 +449,48 @@ class Registry:
             cur = self._db.execute("DELETE FROM gateways WHERE id = ?", (gateway_id,))
             if cur.rowcount == 0:
                 raise NotFound(f"no gateway {gateway_id!r}")
-            self._db.execute("DELETE FROM devices WHERE gateway = ?", (gateway_id,))
+            for table in ("devices", "gateway_health", "metric_units"):
+                self._db.execute(f"DELETE FROM {table} WHERE gateway = ?", (gateway_id,))
+            self._units = {k: v for k, v in self._units.items() if k[0] != gateway_id}
             self._known.discard(gateway_id)
             self._seen.pop(gateway_id, None)
 
     # reads
 
     def gateways(self) -> list[dict[str, Any]]:
+        """Every gateway, each with ``health``: its latest health message or None."""
         self.flush()
-        return [dict(r) for r in self._exec("SELECT * FROM gateways ORDER BY id").fetchall()]
+        health = {r["gateway"]: _health(r) for r in self._db.rows("SELECT * FROM gateway_health")}
+        rows = self._exec("SELECT * FROM gateways ORDER BY id").fetchall()
+        return [{**r, "health": health.get(r["id"])} for r in rows]
 
     def gateway(self, gateway_id: str) -> dict[str, Any] | None:
         self.flush()
         row = self._exec("SELECT * FROM gateways WHERE id = ?", (gateway_id,)).fetchone()
-        return dict(row) if row else None
+        return {**row, "health": self.latest_health(gateway_id)} if row else None
+
+    def latest_health(self, gateway_id: str) -> dict[str, Any] | None:
+        """The gateway's latest health message (plus ``received``), or None."""
+        row = self._exec(
+            "SELECT * FROM gateway_health WHERE gateway = ?", (gateway_id,)
+        ).fetchone()
+        return _health(row) if row else None
+
+    def count_dead_letters_since(self, since: float) -> int:
+        row = self._exec("SELECT COUNT(*) AS n FROM dead_letters WHERE received >= ?", (since,))
+        return int(row.rows[0]["n"])
 
     def devices(self, gateway_id: str) -> list[dict[str, Any]]:
         rows = self._exec(
             "SELECT * FROM devices WHERE gateway = ? ORDER BY id", (gateway_id,)
         ).fetchall()
         return [dict(r) for r in rows]
+
+
+def _health(row: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(row["health"])
+    data["received"] = row["received"]
+    return data
 
 
 def _letter(row: dict[str, Any]) -> dict[str, Any]:

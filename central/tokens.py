@@ -77,6 +77,11 @@ class TokenStore:
             )
         return _info(row)
 
+    def get(self, token_id: int) -> TokenInfo | None:
+        """The token with this id (not its secret), or None when revoked / unknown."""
+        row = self._db.one(f"SELECT {COLUMNS} FROM tokens WHERE id = ?", (token_id,))
+        return _info(row) if row else None
+
     def list(self) -> list[TokenInfo]:
         return [_info(r) for r in self._db.rows(f"SELECT {COLUMNS} FROM tokens ORDER BY id")]
 

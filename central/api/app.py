@@ -1,7 +1,8 @@
 """``create_app(settings, central)``: the FastAPI application (OpenAPI at ``/docs``).
 
 Every route needs ``Authorization: Bearer <token>`` except ``/healthz`` and
-``/readyz`` (see ``central.api.deps``).
+``/readyz`` (see ``central.api.deps``). The dashboard's pages (``central.dashboard``)
+are served from the same app at ``/`` with a session cookie instead.
 """
 
 from fastapi import FastAPI
@@ -21,6 +22,7 @@ from central.api.routes import (
     webhooks,
 )
 from central.config import CentralConfig
+from central.dashboard import mount as mount_dashboard
 from central.service import Central
 
 
@@ -41,5 +43,6 @@ def create_app(settings: CentralConfig, central: Central) -> FastAPI:
     for router in (alerts.router, incidents.router, silences.router, webhooks.router):
         app.include_router(router)
     app.include_router(rules.router)
+    mount_dashboard(app, settings, central)  # pages at /, assets at /static
     gateway_page.add_fallback(app)  # last: only where no dashboard route serves the page
     return app

@@ -99,6 +99,40 @@ class GatewayUpdate(_In):
     location: Location | None = None
 
 
+class DeviceHealthPublic(BaseModel):
+    status: Literal["ok", "failing", "unknown"]
+    failing_since: int | None = Field(default=None, description="ms since the Unix epoch")
+    error: str | None = None
+    skipped_ticks: int | None = None
+
+
+class GatewayHealthPublic(BaseModel):
+    """The gateway's latest health message, as it sent it (history: InfluxDB
+    measurement ``gateway_health``)."""
+
+    time: datetime = Field(description="when the gateway measured it (ISO 8601, UTC)")
+    ts: int = Field(description="the same, ms since the Unix epoch")
+    received: datetime = Field(description="when central got it")
+    uptime_s: float | None
+    cpu_temp_c: float | None
+    load1: float | None
+    mem_used_pct: float | None
+    disk_free_mb: float | None
+    buffer_depth: int | None = Field(description="readings waiting in the gateway's buffer")
+    buffer_oldest_age_s: float | None
+    dropped: int | None = Field(description="readings the full buffer dropped, since start")
+    devices: dict[str, DeviceHealthPublic]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "GatewayHealthPublic":
+        fields = {k: data.get(k) for k in cls.model_fields if k not in ("time", "received")}
+        return cls(
+            **{**fields, "devices": data.get("devices") or {}},
+            time=datetime.fromtimestamp(data["ts"] / 1000, UTC),
+            received=datetime.fromtimestamp(data["received"], UTC),
+        )
+
+
 class GatewayPublic(BaseModel):
     id: str
     site: str | None
@@ -109,6 +143,9 @@ class GatewayPublic(BaseModel):
     last_seen: datetime | None = Field(description="ISO 8601, UTC; null until it speaks")
     agent_version: str | None
     provisioned: bool
+    health: GatewayHealthPublic | None = Field(
+        default=None, description="its latest health message; null until one arrives"
+    )
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> "GatewayPublic":
@@ -125,6 +162,7 @@ class GatewayPublic(BaseModel):
             last_seen=when(row["last_seen"]),
             agent_version=row["agent_version"],
             provisioned=bool(row["provisioned"]),
+            health=GatewayHealthPublic.of(row["health"]) if row.get("health") else None,
         )
 
 

@@ -63,7 +63,7 @@ def test_the_label_opens_the_gateways_page_on_central(
     assert svg_matrix(svg) == expected
     assert url in svg  # and in words under the id and site
 
-    # central answers that path: until a dashboard serves it, with the gateway in the API
+    # central answers that path with the dashboard's page: sign in first, then the page
     assert (
         client.post(
             "/api/v1/gateways", json={"id": "gw-qr-1", "site": "Pasar Mardika"}, headers=admin
@@ -72,11 +72,13 @@ def test_the_label_opens_the_gateways_page_on_central(
     )
     path = url.removeprefix("https://pantau.kota.go.id")
     first = client.get(path, follow_redirects=False)
-    assert first.status_code == 307
-    assert first.headers["location"] == "/api/v1/gateways/gw-qr-1"
-    page = client.get(path, headers=reader)
-    assert page.status_code == 200 and page.json()["id"] == "gw-qr-1"
-    assert client.get("/gateways/gw-nobody", headers=reader).status_code == 404  # the API's
+    assert first.status_code == 303
+    assert first.headers["location"] == "/?next=/gateways/gw-qr-1"
+    token = reader["Authorization"].removeprefix("Bearer ")
+    signed_in = client.post("/signin", data={"token": token, "next": "/gateways/gw-qr-1"})
+    assert signed_in.status_code == 200 and signed_in.url.path == path
+    assert "gw-qr-1" in signed_in.text and "Pasar Mardika" in signed_in.text
+    assert client.get("/gateways/gw-nobody").status_code == 404
     assert "/gateways/{gateway_id}" not in client.app.openapi()["paths"]  # type: ignore[attr-defined]
 
 
@@ -95,7 +97,7 @@ def test_a_dashboard_route_for_the_page_wins_over_the_fallback() -> None:
         assert client.get("/gateways/gw-1").text == "dashboard page of gw-1"
 
 
-def test_central_without_a_dashboard_adds_the_fallback(central: Central) -> None:
+def test_centrals_dashboard_serves_the_page_once(central: Central) -> None:
     app = create_app(central.config, central)
     paths = [getattr(r, "path", "") for r in app.routes]
     assert paths.count(gateway_page.PATH) == 1

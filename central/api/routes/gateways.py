@@ -5,7 +5,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response, status
 
 from central.api.deps import AdminToken, CentralDep, ReadToken
-from central.api.schemas import DevicePublic, GatewayCreate, GatewayPublic, GatewayUpdate
+from central.api.schemas import (
+    DevicePublic,
+    GatewayCreate,
+    GatewayHealthPublic,
+    GatewayPublic,
+    GatewayUpdate,
+)
 from central.registry import Conflict, NotFound
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
@@ -84,3 +90,13 @@ def list_devices(gateway_id: str, central: CentralDep, _: ReadToken) -> list[Dev
     """The devices the gateway announced in its last birth message."""
     _found(central, gateway_id)
     return [DevicePublic.of(r) for r in central.registry.devices(gateway_id)]
+
+
+@router.get("/{gateway_id}/health", response_model=GatewayHealthPublic)
+def get_health(gateway_id: str, central: CentralDep, _: ReadToken) -> GatewayHealthPublic:
+    """The gateway's latest health message; 404 until one arrived."""
+    _found(central, gateway_id)
+    health = central.registry.latest_health(gateway_id)
+    if health is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no health from {gateway_id!r} yet")
+    return GatewayHealthPublic.of(health)

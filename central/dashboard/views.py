@@ -1,0 +1,381 @@
+"""The data behind each dashboard page, read from the same registry, alert store and
+InfluxDB queries as the JSON API (so both show the same numbers). Plain dicts and
+lists for the templates; nothing here renders HTML."""
+
+import json
+import logging
+import math
+import time
+from datetime import datetime
+from fnmatch import fnmatchcase
+from functools import cache
+from importlib import resources
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from central.alerts.matching import Where, matches
+from central.alerts.rules import LevelsRule, StaleRule
+from central.dashboard import reads
+from central.queries import QueryError, QueryUnsupported
+from central.registry import DEFAULT_TIMEZONE
+from central.service import Central
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("online", "offline", "never-seen")
+HOUR_MS = 3600_000
+LEVEL_METRIC = "level_cm"
+LATENCY_METRICS = ("rtt_avg_ms", "latency_ms", "connect_ms")
+
+
+class Problems:
+    """InfluxDB failures met while building a page: shown on it, logged once a minute."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def run(self, what: str, call: Any, default: Any) -> Any:
+        try:
+            return call()
+        except QueryUnsupported:
+            return default
+        except QueryError as exc:
+            self.messages.append(f"{what}: {exc}")
+            return default
+
+
+def _devices_by_profile(central: Central, prefix: str) -> list[dict[str, Any]]:
+    out = []
+    for gateway in central.registry.gateways():
+        for device in central.registry.devices(gateway["id"]):
+            if (device["profile"] or "").startswith(prefix):
+                out.append({**device, "site": gateway["site"], "gateway_status": gateway["status"]})
+    return out
+
+
+# overview
+
+
+@cache
+def _outline() -> list[list[tuple[float, float]]]:
+    text = resources.files("central.dashboard").joinpath("data/indonesia-110m.geo.json")
+    doc = json.loads(text.read_text(encoding="utf-8"))
+    rings = []
+    for feature in doc["features"]:
+        for polygon in feature["geometry"]["coordinates"]:
+            rings.append([(float(x), float(y)) for x, y in polygon[0]])
+    return rings
+
+
+MAP_BOUNDS = (94.0, -11.5, 142.0, 6.5)  # lon, lat: the archipelago
+MAP_WIDTH = 960.0
+
+
+def site_map(gateways: list[dict[str, Any]]) -> dict[str, Any]:
+    """SVG geometry: the outline as paths and one marker per located gateway, in an
+    equirectangular projection of the archipelago (widened to fit every marker)."""
+    located = [g for g in gateways if g["lat"] is not None and g["lon"] is not None]
+    west, south, east, north = MAP_BOUNDS
+    for g in located:
+        west, east = min(west, g["lon"] - 1), max(east, g["lon"] + 1)
+        south, north = min(south, g["lat"] - 1), max(north, g["lat"] + 1)
+    scale = MAP_WIDTH / (east - west)
+    height = (north - south) * scale
+
+    def xy(lon: float, lat: float) -> tuple[float, float]:
+        return round((lon - west) * scale, 1), round((north - lat) * scale, 1)
+
+    paths = []
+    for ring in _outline():
+        points = [xy(lon, lat) for lon, lat in ring]
+        paths.append("M" + " L".join(f"{x},{y}" for x, y in points) + " Z")
+    markers = []
+    for g in located:
+        x, y = xy(g["lon"], g["lat"])
+        markers.append({"id": g["id"], "site": g["site"], "status": g["status"], "x": x, "y": y})
+    return {"width": MAP_WIDTH, "height": round(height, 1), "paths": paths, "markers": markers}
+
+
+def overview(central: Central, now: float) -> dict[str, Any]:
+    gateways = central.registry.gateways()
+    counts = dict.fromkeys(STATUSES, 0)
+    for g in gateways:
+        counts[g["status"]] = counts.get(g["status"], 0) + 1
+    alerts = central.alerts
+    firing = [
+        {**r, "state": alerts.state_of(r, now)}
+        for r in alerts.incidents.search(status="firing", limit=100)
+    ]
+    sites: dict[str, dict[str, int]] = {}
+    for g in gateways:
+        per = sites.setdefault(g["site"] or "-", dict.fromkeys(STATUSES, 0))
+        per[g["status"]] += 1
+    return {
+        "counts": counts,
+        "sites": sites,
+        "map": site_map(gateways),
+        "firing": firing,
+        "down": [g for g in gateways if g["status"] != "online"],
+        "dead_letters_hour": central.registry.count_dead_letters_since(now - 3600),
+    }
+
+
+# gateways
+
+
+def gateways(central: Central) -> list[dict[str, Any]]:
+    return central.registry.gateways()
+
+
+def sparkline(points: list[tuple[int, float]], width: int = 120, height: int = 28) -> str:
+    """An SVG polyline's points for ``points`` scaled into width x height."""
+    if len(points) < 2:
+        return ""
+    t0, t1 = points[0][0], points[-1][0]
+    values = [v for _, v in points if math.isfinite(v)]
+    low, high = min(values), max(values)
+    span_t, span_v = (t1 - t0) or 1, (high - low) or 1.0
+    out = []
+    for ts, value in points:
+        x = (ts - t0) / span_t * (width - 2) + 1
+        y = height - 1 - (value - low) / span_v * (height - 2)
+        out.append(f"{x:.1f},{y:.1f}")
+    return " ".join(out)
+
+
+def gateway(central: Central, gateway_id: str, now: float) -> dict[str, Any] | None:
+    row = central.registry.gateway(gateway_id)
+    if row is None:
+        return None
+    problems = Problems()
+    latest = problems.run("latest readings", lambda: central.queries.latest(gateway_id), [])
+    errors = problems.run(
+        "reading errors", lambda: reads.latest_errors(central.queries, gateway_id), {}
+    )
+    end_ms = int(now * 1000)
+    lines = problems.run(
+        "last hour",
+        lambda: reads.sparklines(central.queries, gateway_id, end_ms - HOUR_MS, end_ms, 60_000),
+        {},
+    )
+    units = central.registry.metric_units(gateway_id)
+    health = row["health"] or {}
+    device_health = health.get("devices") or {}
+    devices: dict[str, dict[str, Any]] = {}
+    for d in central.registry.devices(gateway_id):
+        devices[d["id"]] = {**d, "readings": {}, "health": device_health.get(d["id"])}
+    for r in latest:
+        device = devices.setdefault(
+            r.device, {"id": r.device, "profile": None, "readings": {}, "health": None}
+        )
+        device["readings"][r.metric] = {
+            "metric": r.metric,
+            "value": r.value,
+            "ts": r.ts,
+            "unit": units.get((r.device, r.metric)),
+            "quality": "good",
+            "error": None,
+            "spark": sparkline(lines.get((r.device, r.metric), [])),
+        }
+    for (device_id, metric), (ts, error) in errors.items():
+        device = devices.setdefault(
+            device_id, {"id": device_id, "profile": None, "readings": {}, "health": None}
+        )
+        reading = device["readings"].get(metric)
+        if reading is None or ts >= reading["ts"]:
+            device["readings"][metric] = {
+                **(reading or {"metric": metric, "value": None, "spark": ""}),
+                "ts": ts,
+                "unit": units.get((device_id, metric)),
+                "quality": "bad",
+                "error": error,
+            }
+    for device in devices.values():
+        device["readings"] = [device["readings"][k] for k in sorted(device["readings"])]
+    return {
+        "gateway": row,
+        "health": row["health"],
+        "devices": [devices[k] for k in sorted(devices)],
+        "problems": problems.messages,
+    }
+
+
+# river stations
+
+
+def _bands(central: Central, where: Where) -> dict[str, float]:
+    """The Siaga bands of the first ``levels`` rule that applies (device overrides first)."""
+    for rule in central.alerts.engine.rules.rules:
+        if isinstance(rule, LevelsRule) and matches(rule.match, where):
+            for pattern, bands in rule.overrides.items():
+                if where.device and fnmatchcase(where.device, pattern):
+                    return dict(bands)
+            return dict(rule.levels)
+    return {}
+
+
+def river(central: Central, now: float) -> dict[str, Any]:
+    problems = Problems()
+    stations = []
+    by_gateway: dict[str, list[Any]] = {}
+    for d in _devices_by_profile(central, "river/"):
+        gw = d["gateway"]
+        if gw not in by_gateway:
+            by_gateway[gw] = problems.run(
+                "latest readings", lambda gw=gw: central.queries.latest(gw), []
+            )
+        values = {r.metric: r for r in by_gateway[gw] if r.device == d["id"]}
+        level = values.get(LEVEL_METRIC)
+        rain = [
+            {"device": r.device, "metric": r.metric, "value": r.value}
+            for r in by_gateway[gw]
+            if r.metric.startswith("rain_") and r.metric != "rain_tips"
+        ]
+        if level is None and d["profile"].startswith("river/rain"):
+            continue  # a rain gauge: shown in its station's rain column
+        where = Where(gw, d["id"], d["site"], d["profile"], LEVEL_METRIC)
+        bands = _bands(central, where)
+        band = "normal"
+        if level is not None and isinstance(level.value, int | float):
+            for name, threshold in bands.items():
+                if level.value >= threshold:
+                    band = name
+        trend = None
+        if level is not None:
+            trend = problems.run(
+                "trend",
+                lambda gw=gw, d=d: reads.change(
+                    central.queries, gw, d["id"], LEVEL_METRIC, int(now * 1000) - 600_000
+                ),
+                None,
+            )
+        stations.append(
+            {
+                **d,
+                "level": level,
+                "bands": bands,
+                "band": band,
+                "trend": trend,
+                "rain": rain,
+            }
+        )
+    return {"stations": stations, "problems": problems.messages}
+
+
+# tapping boxes
+
+
+def _midnight_ms(now: float, timezone: str, days_back: int = 0) -> int:
+    local = datetime.fromtimestamp(now, ZoneInfo(timezone))
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(start.timestamp() * 1000) - days_back * 86_400_000
+
+
+def tapping(central: Central, now: float) -> dict[str, Any]:
+    problems = Problems()
+    boxes = _devices_by_profile(central, "tapping-box/")
+    # the tax office's day: the time zone of the first box's site (WIB by default)
+    timezone = central.registry.site_timezone(boxes[0]["site"]) if boxes else DEFAULT_TIMEZONE
+    today = _midnight_ms(now, timezone)
+    rows = problems.run(
+        "receipts",
+        lambda: reads.receipts(central.queries, _midnight_ms(now, timezone, 6), timezone),
+        [],
+    )
+    last = problems.run("last receipts", lambda: reads.last_receipts(central.queries), {})
+    stale_rules = {
+        r.name for r in central.alerts.engine.rules.rules if isinstance(r, StaleRule)
+    }
+    silent = {
+        (i["gateway"], i["device"])
+        for i in central.alerts.incidents.search(status="firing", limit=1000)
+        if i["rule"] in stale_rules
+    }
+    sites = {(b["gateway"], b["id"]): b["site"] for b in boxes}
+    per_box = []
+    for b in boxes:
+        key = (b["gateway"], b["id"])
+        todays = [r for r in rows if (r.gateway, r.device) == key and r.day_ms >= today]
+        per_box.append(
+            {
+                **b,
+                "receipts_today": sum(r.count for r in todays),
+                "revenue_today": sum(r.revenue for r in todays),
+                "tax_today": sum(r.tax for r in todays),
+                "last_receipt": last.get(key),
+                "silent": key in silent,
+            }
+        )
+    days = [
+        {
+            "day": datetime.fromtimestamp(r.day_ms / 1000, ZoneInfo(timezone)).date().isoformat(),
+            "gateway": r.gateway,
+            "device": r.device,
+            "site": sites.get((r.gateway, r.device)),
+            "count": r.count,
+            "revenue": r.revenue,
+            "tax": r.tax,
+        }
+        for r in sorted(rows, key=lambda r: (-r.day_ms, r.gateway, r.device))
+    ]
+    return {"boxes": per_box, "days": days, "timezone": timezone, "problems": problems.messages}
+
+
+# network
+
+
+def network(central: Central) -> dict[str, Any]:
+    problems = Problems()
+    targets = []
+    latest: dict[str, list[Any]] = {}
+    for d in _devices_by_profile(central, "network/"):
+        gw = d["gateway"]
+        if gw not in latest:
+            latest[gw] = problems.run("latest", lambda gw=gw: central.queries.latest(gw), [])
+        values = {r.metric: r for r in latest[gw] if r.device == d["id"]}
+        up = values.get("up")
+        latency = next((values[m] for m in LATENCY_METRICS if m in values), None)
+        targets.append(
+            {
+                **d,
+                "up": None if up is None else bool(up.value),
+                "checked": up.ts if up else None,
+                "latency": None if latency is None else latency.value,
+            }
+        )
+    return {"targets": targets, "problems": problems.messages}
+
+
+# incidents, dead letters, deliveries
+
+
+def incidents(central: Central, now: float) -> dict[str, Any]:
+    alerts = central.alerts
+    firing = alerts.incidents.search(status="firing", limit=200)
+    resolved = alerts.incidents.search(status="resolved", limit=30)
+    return {
+        "firing": [{**r, "state": alerts.state_of(r, now)} for r in firing],
+        "resolved": [{**r, "state": "resolved"} for r in resolved],
+    }
+
+
+def dead_letters(central: Central) -> list[dict[str, Any]]:
+    return central.registry.dead_letters(100)
+
+
+def deliveries(central: Central) -> list[dict[str, Any]]:
+    return central.alerts.outbox.search(limit=100)
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    """``12 s``, ``5 min``, ``3 h``, ``2 d`` since ``ts`` (seconds)."""
+    if ts is None:
+        return "-"
+    seconds = max(0.0, (time.time() if now is None else now) - ts)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
