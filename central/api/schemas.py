@@ -125,9 +125,12 @@ class GatewayHealthPublic(BaseModel):
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> "GatewayHealthPublic":
-        fields = {k: data.get(k) for k in cls.model_fields if k not in ("time", "received")}
+        fields: dict[str, Any] = {
+            k: data.get(k) for k in cls.model_fields if k not in ("time", "received")
+        }
+        fields["devices"] = data.get("devices") or {}
         return cls(
-            **{**fields, "devices": data.get("devices") or {}},
+            **fields,
             time=datetime.fromtimestamp(data["ts"] / 1000, UTC),
             received=datetime.fromtimestamp(data["received"], UTC),
         )

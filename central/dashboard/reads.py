@@ -76,9 +76,7 @@ def sparklines(
     return out
 
 
-def change(
-    queries: Queries, gateway: str, device: str, metric: str, since_ms: int
-) -> float | None:
+def change(queries: Queries, gateway: str, device: str, metric: str, since_ms: int) -> float | None:
     """Last minus first value of ``metric`` since ``since_ms`` (None without two values)."""
     field = quote_ident(metric)
     q = (

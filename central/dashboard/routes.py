@@ -80,9 +80,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(
-        num=_number, rupiah=_rupiah, clock=_clock, duration=_duration, ago=views.ago
-    )
+    env.filters.update(num=_number, rupiah=_rupiah, clock=_clock, duration=_duration, ago=views.ago)
     return env
 
 
@@ -217,7 +215,11 @@ async def signin(request: Request, dashboard: DashboardDep) -> Response:
     target = _safe_next(form.get("next"))
     if info is None:
         return dashboard.render(
-            request, "signin", None, status_code=401, error=dashboard.words["wrong_token"],
+            request,
+            "signin",
+            None,
+            status_code=401,
+            error=dashboard.words["wrong_token"],
             next=target,
         )
     response = RedirectResponse(target, status_code=303)
@@ -291,7 +293,9 @@ async def ack(incident_id: int, request: Request, dashboard: DashboardDep) -> Re
         return refused or _to_signin(request)
     alerts = dashboard.central.alerts
     row = alerts.incidents.ack(
-        incident_id, session.name or f"token {session.token_id}", form.get("comment", ""),
+        incident_id,
+        session.name or f"token {session.token_id}",
+        form.get("comment", ""),
         alerts.now(),
     )
     if row is None:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("online", "offline", "never-seen")
 HOUR_MS = 3600_000
-LEVEL_METRIC = "level_cm"
+LEVEL_METRICS = ("level_m", "level_cm")  # what the shipped river profiles report
 LATENCY_METRICS = ("rtt_avg_ms", "latency_ms", "connect_ms")
 
 
@@ -203,15 +203,24 @@ def gateway(central: Central, gateway_id: str, now: float) -> dict[str, Any] | N
 # river stations
 
 
-def _bands(central: Central, where: Where) -> dict[str, float]:
-    """The Siaga bands of the first ``levels`` rule that applies (device overrides first)."""
+def _levels_rule(central: Central, where: Where) -> LevelsRule | None:
+    """The first ``levels`` rule for this station's level (any level metric)."""
     for rule in central.alerts.engine.rules.rules:
-        if isinstance(rule, LevelsRule) and matches(rule.match, where):
-            for pattern, bands in rule.overrides.items():
-                if where.device and fnmatchcase(where.device, pattern):
-                    return dict(bands)
-            return dict(rule.levels)
-    return {}
+        if isinstance(rule, LevelsRule) and matches(rule.match, where, ignore_metric=True):
+            metric = rule.match.metric
+            if metric is None or any(fnmatchcase(m, metric) for m in LEVEL_METRICS):
+                return rule
+    return None
+
+
+def _bands(rule: LevelsRule | None, device: str) -> dict[str, float]:
+    """The rule's Siaga bands, lowest first (a device override wins)."""
+    if rule is None:
+        return {}
+    for pattern, bands in rule.overrides.items():
+        if fnmatchcase(device, pattern):
+            return dict(bands)
+    return dict(rule.levels)
 
 
 def river(central: Central, now: float) -> dict[str, Any]:
@@ -225,34 +234,39 @@ def river(central: Central, now: float) -> dict[str, Any]:
                 "latest readings", lambda gw=gw: central.queries.latest(gw), []
             )
         values = {r.metric: r for r in by_gateway[gw] if r.device == d["id"]}
-        level = values.get(LEVEL_METRIC)
+        rule = _levels_rule(central, Where(gw, d["id"], d["site"], d["profile"]))
+        wanted = rule.match.metric if rule and rule.match.metric in LEVEL_METRICS else None
+        metric = wanted or next((m for m in LEVEL_METRICS if m in values), None)
+        level = values.get(metric) if metric else None
+        if level is None and d["profile"].startswith("river/rain"):
+            continue  # a rain gauge: shown in the rain column of its gateway's stations
         rain = [
             {"device": r.device, "metric": r.metric, "value": r.value}
             for r in by_gateway[gw]
             if r.metric.startswith("rain_") and r.metric != "rain_tips"
         ]
-        if level is None and d["profile"].startswith("river/rain"):
-            continue  # a rain gauge: shown in its station's rain column
-        where = Where(gw, d["id"], d["site"], d["profile"], LEVEL_METRIC)
-        bands = _bands(central, where)
+        bands = _bands(rule, d["id"])
         band = "normal"
         if level is not None and isinstance(level.value, int | float):
             for name, threshold in bands.items():
                 if level.value >= threshold:
                     band = name
         trend = None
-        if level is not None:
+        if level is not None and metric is not None:
             trend = problems.run(
                 "trend",
-                lambda gw=gw, d=d: reads.change(
-                    central.queries, gw, d["id"], LEVEL_METRIC, int(now * 1000) - 600_000
+                lambda gw=gw, d=d, metric=metric: reads.change(
+                    central.queries, gw, d["id"], metric, int(now * 1000) - 600_000
                 ),
                 None,
             )
+        units = central.registry.metric_units(gw)
         stations.append(
             {
                 **d,
+                "metric": metric,
                 "level": level,
+                "unit": units.get((d["id"], metric or ""), ""),
                 "bands": bands,
                 "band": band,
                 "trend": trend,
@@ -283,9 +297,7 @@ def tapping(central: Central, now: float) -> dict[str, Any]:
         [],
     )
     last = problems.run("last receipts", lambda: reads.last_receipts(central.queries), {})
-    stale_rules = {
-        r.name for r in central.alerts.engine.rules.rules if isinstance(r, StaleRule)
-    }
+    stale_rules = {r.name for r in central.alerts.engine.rules.rules if isinstance(r, StaleRule)}
     silent = {
         (i["gateway"], i["device"])
         for i in central.alerts.incidents.search(status="firing", limit=1000)

@@ -100,8 +100,12 @@ def stack(tmp_path: Path, broker, influx: InfluxDB, influx_db: str, gateway_id: 
         "buffer": {"path": str(tmp_path / "buffer.db")},
         "health": {"interval": "1s"},
         "devices": [
-            {"id": "counter-1", "profile": "simulated/counter", "interval": "500ms",
-             "connection": {}},
+            {
+                "id": "counter-1",
+                "profile": "simulated/counter",
+                "interval": "500ms",
+                "connection": {},
+            },
             {"id": "level-1", "profile": "simulated/sine", "interval": "500ms", "connection": {}},
         ],
     }
@@ -118,7 +122,7 @@ def stack(tmp_path: Path, broker, influx: InfluxDB, influx_db: str, gateway_id: 
         agent.start()
         s = Stack(base, gateway_id, read, admin, agent)
         # online, health stored, readings of both devices in InfluxDB, the rule firing
-        wait_for(lambda: (s.api(f"/api/v1/gateways/{gateway_id}")["health"] or {}), timeout=30)
+        wait_for(lambda: s.api(f"/api/v1/gateways/{gateway_id}")["health"] or {}, timeout=30)
         wait_for(
             lambda: len(s.api(f"/api/v1/readings/latest?gateway={gateway_id}")) >= 2, timeout=30
         )
@@ -200,9 +204,9 @@ def test_dashboard_in_chromium(stack: Stack, browser: Any) -> None:
     row = page.locator(f"tr[data-gateway='{gw}']")
     assert "ambon" in row.inner_text()
     assert row.locator("[data-field=status]").inner_text() == "online"
-    assert page.locator("tr[data-gateway='gw-pajak-makassar'] [data-field=status]").inner_text() == (
-        "never seen"
-    )
+    assert page.locator(
+        "tr[data-gateway='gw-pajak-makassar'] [data-field=status]"
+    ).inner_text() == ("never seen")
 
     # the gateway's page: its devices, and a reading that changes without a reload
     page.click(f"a[href='/gateways/{gw}']")
@@ -272,7 +276,9 @@ def test_dashboard_in_chromium(stack: Stack, browser: Any) -> None:
     latest = stack.api(f"/api/v1/readings/latest?gateway={gw}")
     page.reload()
     for reading in latest:
-        selector = f"[data-device='{reading['device']}'] tr[data-metric='{reading['metric']}'] .value"
+        selector = (
+            f"[data-device='{reading['device']}'] tr[data-metric='{reading['metric']}'] .value"
+        )
         shown = page.inner_text(selector)
         assert float(shown) == pytest.approx(reading["value"], abs=0.005), reading
     health = stack.api(f"/api/v1/gateways/{gw}")["health"]
