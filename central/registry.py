@@ -471,9 +471,7 @@ class Registry:
 
     def latest_health(self, gateway_id: str) -> dict[str, Any] | None:
         """The gateway's latest health message (plus ``received``), or None."""
-        row = self._exec(
-            "SELECT * FROM gateway_health WHERE gateway = ?", (gateway_id,)
-        ).fetchone()
+        row = self._exec("SELECT * FROM gateway_health WHERE gateway = ?", (gateway_id,)).fetchone()
         return _health(row) if row else None
 
     def count_dead_letters_since(self, since: float) -> int:

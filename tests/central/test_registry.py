@@ -194,3 +194,39 @@ def test_a_registry_file_from_before_versioned_schemas_opens_and_is_brought_up_t
     db = Database(target(None, tmp_path, "registry.db"))
     assert db.version("registry") == len(MIGRATIONS)
     db.close()
+
+
+def test_latest_health_and_metric_units_are_kept_per_gateway(
+    registry: Registry, tmp_path: Path, database: str | None
+) -> None:
+    def health(ts: int, depth: int) -> wire.Health:
+        return wire.Health(gateway="gw-h", seq=1, ts=ts, buffer_depth=depth, dropped=2)
+
+    registry.heard("gw-h", "kota-h", 1)
+    assert registry.gateway("gw-h")["health"] is None  # type: ignore[index]
+    registry.health(health(2_000_000, 5), now=2001.0)
+    registry.health(health(1_000_000, 9), now=2002.0)  # older: never replaces the latest
+    latest = registry.latest_health("gw-h")
+    assert latest is not None
+    assert (latest["buffer_depth"], latest["dropped"], latest["ts"], latest["received"]) == (
+        5,
+        2,
+        2_000_000,
+        2001.0,
+    )
+    reading = {"device": "level-1", "metric": "level_m", "value": 1.0, "ts": 1}
+    batch = wire.Telemetry(
+        gateway="gw-h",
+        seq=2,
+        readings=[
+            wire.Reading(**reading, unit="m"),  # type: ignore[arg-type]
+            wire.Reading(**{**reading, "metric": "status"}),  # type: ignore[arg-type]
+        ],
+    )
+    registry.units(batch)
+    registry = reopen(registry, tmp_path, database)
+    assert registry.metric_units("gw-h") == {("level-1", "level_m"): "m"}
+    assert registry.gateways()[0]["health"]["buffer_depth"] == 5
+    registry.delete_gateway("gw-h")
+    assert registry.latest_health("gw-h") is None and registry.metric_units("gw-h") == {}
+    registry.close()
