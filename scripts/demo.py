@@ -374,7 +374,7 @@ class Demo:
         if not (river and network and receipts):
             return ""
         app = "up" if network[0][1] else "down"
-        return f"river {river[0][1]:.1f} cm, city app {app}, {receipts[0][1]} receipts"
+        return f"river {river[0][1]:.1f} cm, city app {app}, receipts read: {receipts[0][1]}"
 
     def follow(self) -> None:
         """Print the receiver's lines until the river's incident arrived there."""

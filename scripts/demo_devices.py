@@ -2,8 +2,9 @@
 
 - a **river level sensor**: pymodbus's own Modbus TCP server serving the register map
   of ``firmware-profiles/river/radar-level-mm.yaml`` (holding 0: level in mm, 1: air
-  gap in mm, 2: status). The water rises through the Siaga bands, stays at the crest,
-  falls back and starts again (:class:`River`);
+  gap in mm, 2: status). From the moment a gateway first connects, the water rises
+  through the Siaga bands, stays at the crest, falls back and starts again
+  (:class:`River`);
 - a **tapping box's POS**: two pseudo-terminals stand for the POS and printer serial
   ports; the POS side replays the golden ESC/POS captures of
   ``tests/agent/golden_escpos`` at about 9600 baud, the printer side swallows what the
@@ -43,7 +44,8 @@ class River:
     """The water level over time, in cm: ``low`` for ``calm`` seconds, rising at ``rate``
     cm/s to ``crest``, held ``crest_hold`` seconds, falling at ``rate`` back to ``low``;
     then again. With the demo's bands (waspada 250, siaga 300, awas 350) and the defaults
-    it reaches waspada 20 s after the start, siaga at 40 s, awas at 60 s."""
+    it reaches waspada 20 s after the start, siaga at 40 s, awas at 60 s and its crest
+    (370 cm) at 68 s."""
 
     low: float = 200.0
     crest: float = 370.0
@@ -124,10 +126,11 @@ class Devices:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def elapsed(self) -> float:
-        """Demo time: seconds since the start, times the speed."""
+    def elapsed(self, since: float | None = None) -> float:
+        """Demo time: seconds since the start (or ``since``), times the speed."""
         assert self._loop is not None
-        return (self._loop.time() - self._start) * self.speed
+        start = self._start if since is None else since
+        return (self._loop.time() - start) * self.speed
 
     async def sleep(self, demo_seconds: float) -> None:
         await asyncio.sleep(demo_seconds / self.speed)
@@ -137,14 +140,23 @@ class Devices:
     async def river_sensor(self) -> None:
         from pymodbus.server import ModbusTcpServer
 
+        loop = asyncio.get_running_loop()
+        rising: list[float] = []  # the river starts rising when the gateway first connects
+
+        def connected(up: bool) -> None:
+            if up and not rising:
+                rising.append(loop.time())
+
         server = ModbusTcpServer(
-            _modbus_device(self.river.registers(0)), address=("127.0.0.1", self.modbus_port)
+            _modbus_device(self.river.registers(0)),
+            address=("127.0.0.1", self.modbus_port),
+            trace_connect=connected,
         )
         await server.serve_forever(background=True)
         try:
             shown = None
             while True:
-                t = self.elapsed()
+                t = self.elapsed(rising[0]) if rising else 0.0
                 registers = self.river.registers(t)
                 await server.context.async_setValues(1, HOLDING, 0, registers)
                 level = round(self.river.level_cm(t))
