@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from agent.devices import Device, build_devices
 from agent.drivers import EventOut, Sample, StreamDriver
 from agent.mqtt import MqttSession
 from agent.poller import Poller
+from agent.remote import Push, RemoteStore, build_pushed, parse_push
 from agent.sdnotify import Notifier
 from wire.configfile import ConfigError
 
@@ -57,6 +59,13 @@ def reading_body(device: str, ts: int, sample: Sample) -> bytes:
     return msgspec.json.encode(doc)
 
 
+@dataclass(frozen=True)
+class _Confirm:
+    """The token of a birth whose PUBACK confirms a pushed device list."""
+
+    push_id: str
+
+
 class Agent:
     def __init__(
         self,
@@ -67,8 +76,16 @@ class Agent:
         clock: Clock | None = None,
         config_path: Path | None = None,
         notifier: Notifier | None = None,
+        remote: RemoteStore | None = None,
+        push: Push | None = None,
+        base_config: AgentConfig | None = None,
     ) -> None:
         self.config = config
+        # agent.yaml as read (its own devices), under a device list pushed from central
+        self.base_config = base_config or config
+        self.remote = remote
+        self.push = push  # the pushed device list in force, if any
+        self._rollback_task: asyncio.Task[None] | None = None
         self.config_path = config_path
         self.buffer = buffer
         self.clock = clock or SystemClock()
@@ -191,7 +208,10 @@ class Agent:
         payload = f'{{"v":1,"gateway":"{self.gateway}","seq":{seq},'.encode() + item.body[1:]
         self._send("events", payload, [item.id])
 
-    def _on_acked(self, ids: list[int]) -> None:
+    def _on_acked(self, ids: "list[int] | _Confirm") -> None:
+        if isinstance(ids, _Confirm):
+            self._confirmed(ids.push_id)
+            return
         self.buffer.ack(ids)
         self.counts["published"] += len(ids)
         self._dirty.set()
@@ -270,9 +290,19 @@ class Agent:
     def _now_ms(self) -> int:
         return round(self.clock.time() * 1000)
 
+    def _publish_birth(self) -> None:
+        """The birth (retained); while a pushed device list awaits confirmation, its
+        PUBACK confirms it."""
+        assert self.mqtt is not None
+        unconfirmed = self.push is not None and not self.push.confirmed
+        token = _Confirm(self.push.id) if unconfirmed and self.push is not None else None
+        self.mqtt.publish(
+            wire.topic(self.gateway, "state"), wire.encode(self.birth()), token=token, retain=True
+        )
+
     def _on_connect(self) -> None:
         assert self.mqtt is not None
-        self.mqtt.publish(wire.topic(self.gateway, "state"), wire.encode(self.birth()), retain=True)
+        self._publish_birth()
         if self.buffer.split("telemetry"):
             log.info("draining the backlog oldest first while fresh readings keep flowing")
         self._publish_health()
@@ -339,8 +369,14 @@ class Agent:
             raise CommandError("reload-config: the agent was not started from a config file")
         path = self.config_path
         try:
-            config = await asyncio.to_thread(load_config, path)
-            devices = await asyncio.to_thread(build_devices, config, str(path))
+            base = await asyncio.to_thread(load_config, path)
+            if self.push is not None and self.remote is not None:  # pushed devices stay
+                config, devices = await asyncio.to_thread(
+                    build_pushed, base, self.push, self.remote.profiles_dir(self.push)
+                )
+            else:
+                config = base
+                devices = await asyncio.to_thread(build_devices, config, str(path))
         except ConfigError as exc:
             log.warning("reload-config: kept the running config: %s", "; ".join(exc.problems))
             raise CommandError(
@@ -351,6 +387,7 @@ class Agent:
             for name in ("gateway", "mqtt", "buffer", "log", "metrics")
             if getattr(config, name) != getattr(self.config, name)
         ]
+        self.base_config = base
         await self._stop_devices()
         self.config = msgspec.structs.replace(
             self.config,
@@ -362,10 +399,104 @@ class Agent:
         self._start_devices()
         log.info("reload-config: %d devices running", len(self.devices))
         if self.mqtt is not None and self.mqtt.connected.is_set():
-            self.mqtt.publish(
-                wire.topic(self.gateway, "state"), wire.encode(self.birth()), retain=True
-            )
+            self._publish_birth()
         return {"devices": [d.id for d in self.devices], "restart_needed_for": restart}
+
+    # device lists pushed from central (agent.remote)
+
+    async def apply_config(self, command_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Validate a pushed device list completely, then switch to it; a bad one changes
+        nothing and the reply lists its problems."""
+        if self.remote is None:
+            raise CommandError("apply-config: remote_config.enabled is false on this gateway")
+        store = self.remote
+        try:
+            push = parse_push(args, command_id, self.clock.time())
+            folder = await asyncio.to_thread(store.stage, push)
+            config, devices = await asyncio.to_thread(build_pushed, self.base_config, push, folder)
+            await asyncio.to_thread(store.commit, push)
+        except (ConfigError, OSError) as exc:
+            await asyncio.to_thread(store.discard_staged)
+            problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+            log.warning("apply-config: kept the running devices: %s", "; ".join(problems))
+            raise CommandError(
+                "apply-config: kept the running devices: " + "; ".join(problems)
+            ) from None
+        await self._switch(config, devices, push)
+        log.info("apply-config %s: %d devices running", push.id, len(self.devices))
+        return {
+            "applied": push.id,
+            "devices": [d.id for d in self.devices],
+            "profiles": sorted(push.profiles),
+            "rollback_after": self.config.remote_config.rollback_after,
+        }
+
+    async def _switch(self, config: AgentConfig, devices: list[Device], push: Push | None) -> None:
+        await self._stop_devices()
+        self.config = msgspec.structs.replace(self.config, devices=config.devices)
+        self.push = push
+        self._use_devices(devices)
+        self._start_devices()
+        self._arm_rollback()
+        if self.mqtt is not None:
+            self._publish_birth()
+
+    def _arm_rollback(self) -> None:
+        if self._rollback_task is not None:
+            self._rollback_task.cancel()
+            self._rollback_task = None
+        push = self.push
+        if push is None or push.confirmed:
+            return
+        wait = push.applied_at + self.config.remote_config.rollback_after - self.clock.time()
+        self._rollback_task = asyncio.create_task(self._rollback_later(push, wait), name="rollback")
+        self._background.add(self._rollback_task)
+        self._rollback_task.add_done_callback(self._background.discard)
+
+    async def _rollback_later(self, push: Push, wait: float) -> None:
+        await asyncio.sleep(max(0.0, wait))
+        if self.push is not push or self.remote is None:
+            return
+        self._rollback_task = None
+        log.warning(
+            "apply-config %s: the broker confirmed nothing within %s: rolling back",
+            push.id,
+            self.config.remote_config.rollback_after,
+        )
+        previous = await asyncio.to_thread(self.remote.rollback)
+        while True:
+            try:
+                if previous is None:
+                    config = self.base_config
+                    devices = await asyncio.to_thread(
+                        build_devices, config, str(self.config_path or "agent.yaml")
+                    )
+                else:
+                    config, devices = await asyncio.to_thread(
+                        build_pushed, self.base_config, previous, self.remote.profiles_dir(previous)
+                    )
+                break
+            except ConfigError as exc:
+                log.error("rollback: %s can't be used: %s", previous and previous.id, exc)
+                if previous is None:
+                    return  # agent.yaml itself is broken now: keep what runs
+                previous = await asyncio.to_thread(self.remote.rollback)
+        await self._switch(config, devices, previous)
+        log.info("rolled back: %d devices running", len(self.devices))
+
+    def _confirmed(self, push_id: str) -> None:
+        if self.push is None or self.push.id != push_id or self.push.confirmed:
+            return
+        self.push = msgspec.structs.replace(self.push, confirmed=True)
+        if self._rollback_task is not None:
+            self._rollback_task.cancel()
+            self._rollback_task = None
+        if self.remote is not None:
+            remote = self.remote
+            task = asyncio.create_task(asyncio.to_thread(remote.confirm, push_id), name="confirm")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        log.info("apply-config %s: confirmed by the broker", push_id)
 
     def config_view(self) -> dict[str, Any]:
         return redacted(self.config)
@@ -418,6 +549,7 @@ class Agent:
             service.append(
                 asyncio.create_task(self._watchdog(self.notifier.watchdog_s), name="watchdog")
             )
+        self._arm_rollback()  # a pushed device list still unconfirmed from before a restart
         self.notifier.ready(f"sampling {len(self.devices)} devices")
         self._wake.set()
         try:

@@ -6,6 +6,7 @@ import importlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import wire
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return check(config, devices, offline=args.offline)
     if args.command == "poll":
+        try:
+            devices = pushed_devices(config, devices)
+        except ConfigError as exc:
+            exc.report()
+            return 2
         return poll(devices, args.device)
     return run(config, devices, args.config)
 
@@ -104,7 +110,27 @@ def run(config: AgentConfig, devices: list[Device], config_path: Path | None = N
     except (OSError, sqlite3.Error) as exc:
         print(f"error: buffer.path: cannot open {config.buffer.path}: {exc}", file=sys.stderr)
         return 1
-    agent = Agent(config, devices, buffer, config_path=config_path, notifier=Notifier())
+    remote = push = None
+    base = config
+    if config.remote_config.enabled:
+        import time
+
+        from agent.remote import in_force, store_for
+
+        remote = store_for(config)
+        config, devices, push = in_force(config, devices, remote, time.time())
+        if push is not None:
+            log.info("devices pushed from central (apply-config %s) are in force", push.id)
+    agent = Agent(
+        config,
+        devices,
+        buffer,
+        config_path=config_path,
+        notifier=Notifier(),
+        remote=remote,
+        push=push,
+        base_config=base,
+    )
 
     async def _main() -> None:
         stop = asyncio.Event()
@@ -129,9 +155,35 @@ def run(config: AgentConfig, devices: list[Device], config_path: Path | None = N
     return 0
 
 
+def pushed_devices(
+    config: AgentConfig, devices: list[Device], say: Callable[[str], None] | None = None
+) -> list[Device]:
+    """The devices central pushed (apply-config) when a push is in force, else ``devices``;
+    read only: ``run`` rolls back an expired push, ``check`` and ``poll`` don't."""
+    if not config.remote_config.enabled:
+        return devices
+    from agent.remote import build_pushed, store_for
+
+    store = store_for(config)
+    push = store.current()
+    if push is None:
+        return devices
+    if say is not None:
+        state = "confirmed" if push.confirmed else "not yet confirmed by the broker"
+        say(f"devices pushed from central (apply-config {push.id}, {state}) replace devices:")
+    try:
+        return build_pushed(config, push, store.profiles_dir(push))[1]
+    except ConfigError as exc:
+        raise ConfigError([f"pushed config {push.id}: {p}" for p in exc.problems]) from None
+
+
 def check(config: AgentConfig, devices: list[Device], offline: bool = False) -> int:
     problems: list[str] = []
     print(f"config ok: gateway {config.gateway.id} at site {config.gateway.site}")
+    try:
+        devices = pushed_devices(config, devices, say=print)
+    except ConfigError as exc:
+        problems += exc.problems
     for device in devices:
         every = f"every {device.config.interval:g}s"
         print(f"device ok: {device.id} ({device.config.profile}, {every})")

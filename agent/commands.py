@@ -2,7 +2,9 @@
 
 ``ping``, ``poll-now`` (``{"device": ID}`` or every device), ``reload-config``
 (re-read agent.yaml; on a bad file the running config stays and the reply lists
-the problems) and ``get-config`` (secrets redacted). A malformed payload, an
+the problems), ``get-config`` (secrets redacted) and ``apply-config``
+(``{"devices": [...], "profiles": {name: profile}}``: a new device list from central,
+validated completely before it replaces the running one; see agent.remote). A malformed payload, an
 unknown name, bad arguments or a failing command get ``ok: false`` with the
 reason; nothing a command does can stop the agent.
 """
@@ -29,6 +31,7 @@ class CommandTarget(Protocol):
 
     async def poll_now(self, device: str | None) -> dict[str, Any]: ...
     async def reload_config(self) -> dict[str, Any]: ...
+    async def apply_config(self, command_id: str, args: dict[str, Any]) -> dict[str, Any]: ...
     def config_view(self) -> dict[str, Any]: ...
 
 
@@ -40,14 +43,14 @@ class Reply:
     error: str | None = None
 
 
-Handler = Callable[[CommandTarget, dict[str, Any]], Awaitable[Any]]
+Handler = Callable[[CommandTarget, dict[str, Any], str], Awaitable[Any]]
 
 
-async def _ping(target: CommandTarget, args: dict[str, Any]) -> Any:
+async def _ping(target: CommandTarget, args: dict[str, Any], command_id: str) -> Any:
     return {"pong": True, "ts": round(time.time() * 1000)}
 
 
-async def _poll_now(target: CommandTarget, args: dict[str, Any]) -> Any:
+async def _poll_now(target: CommandTarget, args: dict[str, Any], command_id: str) -> Any:
     unknown = set(args) - {"device"}
     if unknown:
         raise CommandError(f"poll-now: unknown argument(s) {', '.join(sorted(unknown))}")
@@ -57,12 +60,16 @@ async def _poll_now(target: CommandTarget, args: dict[str, Any]) -> Any:
     return await target.poll_now(device)
 
 
-async def _reload_config(target: CommandTarget, args: dict[str, Any]) -> Any:
+async def _reload_config(target: CommandTarget, args: dict[str, Any], command_id: str) -> Any:
     return await target.reload_config()
 
 
-async def _get_config(target: CommandTarget, args: dict[str, Any]) -> Any:
+async def _get_config(target: CommandTarget, args: dict[str, Any], command_id: str) -> Any:
     return target.config_view()
+
+
+async def _apply_config(target: CommandTarget, args: dict[str, Any], command_id: str) -> Any:
+    return await target.apply_config(command_id, args)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -70,6 +77,7 @@ HANDLERS: dict[str, Handler] = {
     "poll-now": _poll_now,
     "reload-config": _reload_config,
     "get-config": _get_config,
+    "apply-config": _apply_config,
 }
 
 
@@ -97,7 +105,7 @@ async def run_command(target: CommandTarget, payload: bytes) -> Reply:
         return Reply(command.id, False, error=f"unknown command {command.name!r} (known: {known})")
     log.info("command %s (%s)", command.name, command.id)
     try:
-        result = await handler(target, dict(command.args))
+        result = await handler(target, dict(command.args), command.id)
     except CommandError as exc:
         return Reply(command.id, False, error=str(exc))
     except Exception as exc:

@@ -82,6 +82,19 @@ class MetricsSection(Section):
             raise ValueError("listen: expected host:port, e.g. 127.0.0.1:9108")
 
 
+class RollbackAfter(Duration):
+    minimum = 1.0
+
+
+class RemoteConfigSection(Section):
+    """``remote_config:``: device lists central pushes with ``apply-config``."""
+
+    enabled: bool = True
+    dir: Path | None = None  # default: remote/ next to the buffer
+    # a push the broker did not confirm within this long is rolled back
+    rollback_after: RollbackAfter = RollbackAfter(300.0)
+
+
 class DeviceSection(Section):
     id: DeviceId
     profile: NonEmpty
@@ -103,6 +116,7 @@ class AgentConfig(Section):
     health: HealthSection = msgspec.field(default_factory=HealthSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
     metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)
+    remote_config: RemoteConfigSection = msgspec.field(default_factory=RemoteConfigSection)
     profiles_dir: Path | None = None
     devices: list[DeviceSection] = msgspec.field(default_factory=list)
 

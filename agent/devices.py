@@ -5,7 +5,7 @@ from pathlib import Path
 
 from agent.config import AgentConfig, DeviceSection
 from agent.drivers import DeviceContext, Driver, PortClaim
-from agent.profiles import default_profiles_dir, load_profile
+from agent.profiles import default_profiles_dir, load_profile, profile_path
 from wire.configfile import ConfigError
 from wire.structs import ValidationError, convert, problems
 
@@ -20,8 +20,12 @@ class Device:
         return self.config.id
 
 
-def build_devices(config: AgentConfig, source: str = "agent.yaml") -> list[Device]:
-    """Every enabled device with its driver; raises ConfigError listing every problem."""
+def build_devices(
+    config: AgentConfig, source: str = "agent.yaml", extra_profiles: Path | None = None
+) -> list[Device]:
+    """Every enabled device with its driver; raises ConfigError listing every problem.
+
+    Profiles in ``extra_profiles`` (pushed from central) are looked up first."""
     profiles_dir = config.profiles_dir or default_profiles_dir()
     if not profiles_dir.is_dir():
         raise ConfigError(
@@ -34,7 +38,7 @@ def build_devices(config: AgentConfig, source: str = "agent.yaml") -> list[Devic
         if not section.enabled:
             continue
         try:
-            devices.append(build_device(section, profiles_dir, source, index))
+            devices.append(build_device(section, profiles_dir, source, index, extra_profiles))
             indexes.append(index)
         except ConfigError as exc:
             problems.extend(exc.problems)
@@ -89,10 +93,16 @@ def link_ports(devices: list[Device], indexes: list[int], source: str = "agent.y
 
 
 def build_device(
-    section: DeviceSection, profiles_dir: Path, source: str = "agent.yaml", index: int = 0
+    section: DeviceSection,
+    profiles_dir: Path,
+    source: str = "agent.yaml",
+    index: int = 0,
+    extra_profiles: Path | None = None,
 ) -> Device:
     where = f"devices[{index}]"
     try:
+        if extra_profiles is not None and profile_path(extra_profiles, section.profile).is_file():
+            profiles_dir = extra_profiles
         driver_cls, profile = load_profile(profiles_dir, section.profile)
     except ConfigError as exc:
         raise ConfigError([f"{source}: {where}.profile: {p}" for p in exc.problems]) from None
