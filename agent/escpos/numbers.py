@@ -17,10 +17,12 @@ Separators, with ``thousands: auto`` (the default):
 - one kind present once with one, two or more than three digits after it:
   the decimal mark (``14.25``, ``1250,00``);
 - one kind present once with exactly three digits after it (``1.500``,
-  ``45,000``) is ambiguous: the decimal mark in use decides. That is the one
-  the receipt itself shows in its unambiguous amounts (a receipt that prints
-  ``13.00`` writes ``1.500`` for one and a half), else the profile's
-  ``locale`` (``id``: ``1.500`` is fifteen hundred; ``en``: one and a half).
+  ``45,000``) is ambiguous. The receipt's own unambiguous amounts decide (a
+  receipt that prints ``13.00`` writes ``1.500`` for one and a half); else a
+  currency mark on the amount or on the receipt makes it thousands (the
+  currencies printed on receipts have at most two decimals: ``Rp 45,000`` is
+  forty-five thousand); else the profile's ``locale`` (``id``: ``1.500`` is
+  fifteen hundred, ``1,500`` one and a half; ``en``: the other way round).
 
 ``thousands: dot`` or ``comma`` fixes the thousands separator instead.
 """
@@ -69,14 +71,14 @@ _AMOUNT = re.compile(
     (?<![A-WYZa-wyz0-9_.,$€£¥])   # not inside a word or a number ("PB1"); "2x15.000" is fine
     (?P<open>\()?\s*
     (?P<sign>[-\u2212])?\s*
-    (?:{CURRENCY}\s*)?
+    (?:(?P<cur>{CURRENCY})\s*)?
     (?P<sign2>[-\u2212])?\s*
     (?<!\d)(?<!\d[.,])
     (?P<num>\d{{1,3}}(?:[.,]\d{{3}})+(?:[.,]\d{{1,2}})?|\d+(?:[.,]\d{{1,3}})?)
     (?!\d|%|\s*%|[.,]\d)
     (?P<trail>-(?!\d))?
     (?:,-)?
-    (?:\s?{CURRENCY}(?![A-Za-z]))?
+    (?:\s?(?P<cur2>{CURRENCY})(?![A-Za-z]))?
     (?P<close>\))?
     """,
     re.IGNORECASE | re.VERBOSE,
@@ -85,7 +87,7 @@ _AMOUNT = re.compile(
 _INTEGER = re.compile(r"(?<![\d.,])(\d{1,6})(?![\d%]|[.,]\d)")
 
 
-def _decimal_mark(num: str, thousands: Thousands, hint: DecimalMark) -> str:
+def _decimal_mark(num: str, thousands: Thousands, hint: str) -> str:
     """The decimal mark used in ``num`` ("" when it has none)."""
     if thousands == "dot":
         return "," if "," in num else ""
@@ -103,9 +105,10 @@ def _decimal_mark(num: str, thousands: Thousands, hint: DecimalMark) -> str:
     return sep if sep == hint else ""
 
 
-def amount_value(num: str, thousands: Thousands = "auto", hint: DecimalMark = ",") -> Decimal:
+def amount_value(num: str, thousands: Thousands = "auto", hint: str = ",") -> Decimal:
     """The exact value of digits with separators (no sign, no currency);
-    ``hint`` is the decimal mark that settles ``1.500``-like amounts."""
+    ``hint`` is the decimal mark that settles ``1.500``-like amounts (``""``:
+    they are thousands)."""
     mark = _decimal_mark(num, thousands, hint)
     if mark:
         whole, _, frac = num.rpartition(mark)
@@ -117,22 +120,25 @@ def amount_value(num: str, thousands: Thousands = "auto", hint: DecimalMark = ",
 
 
 def find_amounts(
-    text: str, thousands: Thousands = "auto", hint: DecimalMark = ","
+    text: str, thousands: Thousands = "auto", hint: str = ",", by_currency: bool = True
 ) -> list[Decimal]:
-    """Every money amount in ``text``, left to right."""
+    """Every money amount in ``text``, left to right. ``hint`` settles
+    ``1.500``-like amounts, except (``by_currency``) on an amount with a
+    currency mark, where they are thousands."""
     out = []
     for m in _AMOUNT.finditer(text):
-        value = amount_value(m["num"], thousands, hint)
+        marked = by_currency and bool(m["cur"] or m["cur2"])
+        value = amount_value(m["num"], thousands, "" if marked else hint)
         negative = bool(m["sign"] or m["sign2"] or m["trail"] or (m["open"] and m["close"]))
         out.append(-value if negative else value)
     return out
 
 
 def parse_amount(
-    text: str, thousands: Thousands = "auto", hint: DecimalMark = ","
+    text: str, thousands: Thousands = "auto", hint: str = ",", by_currency: bool = True
 ) -> Decimal | None:
     """The last money amount in ``text`` (the right-hand column), or None."""
-    amounts = find_amounts(text, thousands, hint)
+    amounts = find_amounts(text, thousands, hint, by_currency)
     return amounts[-1] if amounts else None
 
 
@@ -159,6 +165,11 @@ def guess_decimal_mark(lines: Iterable[str]) -> DecimalMark | None:
     if votes["."] == votes[","]:
         return None
     return "." if votes["."] > votes[","] else ","
+
+
+def shows_currency(lines: Iterable[str]) -> bool:
+    """True when an amount on the receipt carries a currency mark."""
+    return any(m["cur"] or m["cur2"] for line in lines for m in _AMOUNT.finditer(line))
 
 
 def parse_count(text: str) -> int | None:

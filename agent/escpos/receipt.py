@@ -35,6 +35,7 @@ from agent.escpos.numbers import (
     guess_decimal_mark,
     parse_amount,
     parse_count,
+    shows_currency,
 )
 from agent.escpos.profile import EscposProfile, FieldRule
 
@@ -135,7 +136,8 @@ class ReceiptParser:
         self.dates = [re.compile(p, flags) for p in profile.datetime.dates]
         self.times = [re.compile(p, flags) for p in profile.datetime.times]
         self.date_pick = profile.datetime.pick
-        self._hint: DecimalMark = self.locale_mark
+        self._hint: str = self.locale_mark
+        self._by_currency = True
 
     @staticmethod
     def _compile(rule: FieldRule, flags: int) -> _Rule:
@@ -157,7 +159,14 @@ class ReceiptParser:
             if graphics:
                 return ParsedReceipt(error=IMAGE_ONLY, image_only=True)
             return ParsedReceipt(error=NO_TEXT)
-        self._hint = guess_decimal_mark(lines) or self.locale_mark
+        evidence = guess_decimal_mark(lines)
+        self._by_currency = evidence is None
+        if evidence:
+            self._hint = evidence
+        elif shows_currency(lines):
+            self._hint = ""  # amounts in a currency: 1.500 and 1,500 are thousands
+        else:
+            self._hint = self.locale_mark
         out = ParsedReceipt()
         out.receipt_no = self._find(lines, self.rules["receipt_no"], _word, _receipt_no_alone)
         for name in MONEY_FIELDS:
@@ -173,7 +182,7 @@ class ReceiptParser:
         return out
 
     def _money(self, text: str) -> Decimal | None:
-        return parse_amount(text, self.thousands, self._hint)
+        return parse_amount(text, self.thousands, self._hint, self._by_currency)
 
     def _amount_alone(self, line: str) -> Decimal | None:
         """The amount on a line that holds nothing else (a right-aligned figure
@@ -242,7 +251,7 @@ class ReceiptParser:
         for cell in _cells(line[start:], start):
             if amounts and _LABEL_WORD.search(cell.text):
                 break
-            found = find_amounts(cell.text, self.thousands, self._hint)
+            found = find_amounts(cell.text, self.thousands, self._hint, self._by_currency)
             if found:
                 amounts += found
                 end = cell.end

@@ -40,7 +40,7 @@ def parser(profile) -> ReceiptParser:
         ("1,250,000.00", 1250000),
         ("Rp.45.000", 45000),
         ("Rp45.000", 45000),
-        ("IDR 45,000", Decimal("45.000")),  # locale id: the comma is the decimal mark
+        ("IDR 45,000", 45000),  # a currency has no three decimals: thousands
         ("45.000", 45000),
         ("12500", 12500),
         ("1250,00", Decimal("1250.00")),

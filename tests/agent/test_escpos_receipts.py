@@ -90,6 +90,16 @@ def test_the_profile_locale_settles_what_the_receipt_leaves_open(profile):
     assert english.parse(["Nasi 12.500,00", "TOTAL 1.500"]).total == Decimal("1500")
 
 
+def test_a_currency_on_the_receipt_makes_three_digit_groups_thousands(profile):
+    parser = ReceiptParser(profile)  # locale id: 45,000 alone would be 45.000
+    assert parser.parse(["TOTAL 45,000"]).total == Decimal("45.000")
+    assert parser.parse(["TOTAL Rp 45,000"]).total == Decimal("45000")
+    assert parser.parse(["Kopi  Rp 25,000", "TOTAL 45,000"]).total == Decimal("45000")
+    english = ReceiptParser(with_locale(profile, "en"))
+    assert english.parse(["TOTAL 1.500"]).total == Decimal("1.500")
+    assert english.parse(["TOTAL $1.500"]).total == Decimal("1500")
+
+
 def test_an_unknown_locale_names_the_key(tmp_path):
     bad = tmp_path / "shop.yaml"
     bad.write_text("driver: escpos\nlocale: fr\n")
