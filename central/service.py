@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from central.alerts import AlertService
+from central.alerts.rules import OfflineRule
 from central.config import CentralConfig, load_config
 from central.database import target
 from central.influx import Writer, make_writer
@@ -86,13 +87,23 @@ class Central:
         self.registry.close()
         self.tokens.close()
 
+    def offline_after(self) -> float:
+        """How long a gateway may be silent before it shows ``offline``: ``offline_after``,
+        or an ``offline`` rule's ``after`` when that is shorter (so the dashboard never
+        says ``online`` about a gateway an incident already calls silent)."""
+        afters = [
+            rule.after for rule in self.alerts.engine.rules.rules if isinstance(rule, OfflineRule)
+        ]
+        return min([self.config.offline_after, *afters])
+
     def _housekeeping(self) -> None:
         self.ingest.probe_influx()  # says at once, and clearly, when InfluxDB is unreachable
         while not self._stop.wait(2.0):
             try:
                 self.ingest.probe_influx()
                 self.registry.flush()
-                for gateway in self.registry.mark_offline(time.time() - self.config.offline_after):
+                silent_since = time.time() - self.offline_after()
+                for gateway in self.registry.mark_offline(silent_since):
                     log.warning("gateway %s went silent: marked offline", gateway)
             except Exception:
                 log.exception("registry housekeeping failed")

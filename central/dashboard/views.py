@@ -69,34 +69,81 @@ def _outline() -> list[list[tuple[float, float]]]:
 
 MAP_BOUNDS = (94.0, -11.5, 142.0, 6.5)  # lon, lat: the archipelago
 MAP_WIDTH = 960.0
+TILE = 256
+MARKER = 7.0  # marker radius, in pixels of a MAP_WIDTH-wide map
 
 
-def site_map(gateways: list[dict[str, Any]]) -> dict[str, Any]:
-    """SVG geometry: the outline as paths and one marker per located gateway, in an
-    equirectangular projection of the archipelago (widened to fit every marker)."""
-    located = [g for g in gateways if g["lat"] is not None and g["lon"] is not None]
+def _bounds(located: list[dict[str, Any]]) -> tuple[float, float, float, float]:
     west, south, east, north = MAP_BOUNDS
     for g in located:
         west, east = min(west, g["lon"] - 1), max(east, g["lon"] + 1)
         south, north = min(south, g["lat"] - 1), max(north, g["lat"] + 1)
-    scale = MAP_WIDTH / (east - west)
-    height = (north - south) * scale
+    return west, south, east, north
 
-    def xy(lon: float, lat: float) -> tuple[float, float]:
-        return round((lon - west) * scale, 1), round((north - lat) * scale, 1)
 
-    paths = []
-    for ring in _outline():
-        points = [xy(lon, lat) for lon, lat in ring]
-        paths.append("M" + " L".join(f"{x},{y}" for x, y in points) + " Z")
+def site_map(gateways: list[dict[str, Any]], tiles: str | None = None) -> dict[str, Any]:
+    """SVG geometry: one marker per located gateway over the bundled outline (an
+    equirectangular projection of the archipelago, widened to fit every marker), or
+    over map tiles from ``tiles`` (Web Mercator, the zoom that fits MAP_WIDTH)."""
+    located = [g for g in gateways if g["lat"] is not None and g["lon"] is not None]
+    west, south, east, north = _bounds(located)
+    if tiles:
+        zoom = max(1, min(18, math.floor(math.log2(MAP_WIDTH * 360 / (TILE * (east - west))))))
+        world = TILE * 2**zoom
+
+        def xy(lon: float, lat: float) -> tuple[float, float]:
+            sin = math.sin(math.radians(max(-85.0, min(85.0, lat))))
+            y = (0.5 - math.log((1 + sin) / (1 - sin)) / (4 * math.pi)) * world
+            return round((lon + 180) / 360 * world, 1), round(y, 1)
+
+        x0, y0 = xy(west, north)
+        x1, y1 = xy(east, south)
+        images = [
+            {
+                "href": tiles.replace("{s}", "a")
+                .replace("{z}", str(zoom))
+                .replace("{x}", str(tx))
+                .replace("{y}", str(ty)),
+                "x": tx * TILE,
+                "y": ty * TILE,
+            }
+            for tx in range(int(x0 // TILE), int(x1 // TILE) + 1)
+            for ty in range(int(y0 // TILE), int(y1 // TILE) + 1)
+        ]
+        view = (x0, y0, x1 - x0, y1 - y0)
+        paths: list[str] = []
+    else:
+        scale = MAP_WIDTH / (east - west)
+
+        def xy(lon: float, lat: float) -> tuple[float, float]:
+            return round((lon - west) * scale, 1), round((north - lat) * scale, 1)
+
+        images = []
+        view = (0.0, 0.0, MAP_WIDTH, round((north - south) * scale, 1))
+        paths = [
+            "M" + " L".join(f"{x},{y}" for x, y in (xy(lon, lat) for lon, lat in ring)) + " Z"
+            for ring in _outline()
+        ]
     markers = []
     for g in located:
         x, y = xy(g["lon"], g["lat"])
         markers.append({"id": g["id"], "site": g["site"], "status": g["status"], "x": x, "y": y})
-    return {"width": MAP_WIDTH, "height": round(height, 1), "paths": paths, "markers": markers}
+    return {
+        "view": " ".join(f"{v:g}" for v in view),
+        "x": view[0],
+        "y": view[1],
+        "width": view[2],
+        "height": view[3],
+        "paths": paths,
+        "tiles": images,
+        "tile": TILE,
+        "r": round(MARKER * view[2] / MAP_WIDTH, 1),
+        "markers": markers,
+    }
 
 
 def overview(central: Central, now: float) -> dict[str, Any]:
+    tiles = central.config.dashboard.map_tiles
     gateways = central.registry.gateways()
     counts = dict.fromkeys(STATUSES, 0)
     for g in gateways:
@@ -113,7 +160,7 @@ def overview(central: Central, now: float) -> dict[str, Any]:
     return {
         "counts": counts,
         "sites": sites,
-        "map": site_map(gateways),
+        "map": site_map(gateways, tiles),
         "firing": firing,
         "down": [g for g in gateways if g["status"] != "online"],
         "dead_letters_hour": central.registry.count_dead_letters_since(now - 3600),
@@ -184,7 +231,8 @@ def gateway(central: Central, gateway_id: str, now: float) -> dict[str, Any] | N
         reading = device["readings"].get(metric)
         if reading is None or ts >= reading["ts"]:
             device["readings"][metric] = {
-                **(reading or {"metric": metric, "value": None, "spark": ""}),
+                **(reading or {"metric": metric, "spark": ""}),
+                "value": None,  # a failed read has no value; the last good one is in the spark
                 "ts": ts,
                 "unit": units.get((device_id, metric)),
                 "quality": "bad",
@@ -337,22 +385,35 @@ def tapping(central: Central, now: float) -> dict[str, Any]:
 
 
 def network(central: Central) -> dict[str, Any]:
+    """Each check's ``up`` and latency; the latency only when it is as fresh as ``up``
+    (a check that failed has none), with the latest error when it is newer."""
     problems = Problems()
     targets = []
     latest: dict[str, list[Any]] = {}
+    errors: dict[str, dict[tuple[str, str], tuple[int, str]]] = {}
     for d in _devices_by_profile(central, "network/"):
         gw = d["gateway"]
         if gw not in latest:
             latest[gw] = problems.run("latest", lambda gw=gw: central.queries.latest(gw), [])
+            errors[gw] = problems.run(
+                "errors", lambda gw=gw: reads.latest_errors(central.queries, gw), {}
+            )
         values = {r.metric: r for r in latest[gw] if r.device == d["id"]}
         up = values.get("up")
         latency = next((values[m] for m in LATENCY_METRICS if m in values), None)
+        if latency is not None and up is not None and latency.ts < up.ts:
+            latency = None
+        failures = [e for (dev, _), e in errors[gw].items() if dev == d["id"]]
+        error = max(failures) if failures else None
+        if error is not None and up is not None and error[0] < up.ts:
+            error = None
         targets.append(
             {
                 **d,
                 "up": None if up is None else bool(up.value),
                 "checked": up.ts if up else None,
                 "latency": None if latency is None else latency.value,
+                "error": error[1] if error else None,
             }
         )
     return {"targets": targets, "problems": problems.messages}

@@ -301,3 +301,42 @@ def test_health_is_stored_in_influxdb_and_the_registry(
     finally:
         publisher.close()
         c.stop()
+
+
+def test_a_gateway_shows_offline_within_the_offline_rules_time(
+    tmp_path: Path, influx: InfluxDB, influx_db: str, central: Central
+) -> None:
+    assert central.offline_after() == central.config.offline_after == 180.0  # no offline rule
+    rules = RULES + "  - {name: gw-silent, kind: offline, after: 45s}\n"
+    (tmp_path / "short").mkdir()
+    (tmp_path / "short" / "rules.yaml").write_text(rules)
+    doc = {
+        "influx": {"url": influx.url, "database": influx_db},
+        "data_dir": str(tmp_path / "short"),
+        "rules_file": str(tmp_path / "short" / "rules.yaml"),
+    }
+    c = Central(convert(doc, CentralConfig))
+    try:
+        assert c.offline_after() == 45.0
+    finally:
+        c.close()
+
+
+def test_the_map_draws_tiles_from_the_configured_server_only(
+    tmp_path: Path, influx: InfluxDB, influx_db: str
+) -> None:
+    tiles = "https://tiles.kota.go.id/{z}/{x}/{y}.png"
+    c = _central(tmp_path, influx, influx_db, dashboard={"map_tiles": tiles})
+    try:
+        c.registry.create_gateway("gw-peta", site="ambon", lat=-3.7, lon=128.2)
+        with TestClient(create_app(c.config, c)) as client:
+            _sign_in(client, c.tokens.create("read")[1])
+            page = client.get("/")
+            # zoom 4 fits the archipelago (94-142 E) in 960 px: tiles x 12..14
+            assert '<image href="https://tiles.kota.go.id/4/13/7.png"' in page.text
+            assert "indonesia" not in page.text and 'class="land"' not in page.text
+            assert page.text.count('class="marker ') == 1
+            policy = page.headers["content-security-policy"]
+            assert "img-src 'self' data: https://tiles.kota.go.id;" in policy
+    finally:
+        c.close()
