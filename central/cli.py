@@ -53,6 +53,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--secret", required=True)
     p.add_argument("--status", choices=["firing", "resolved"], default="firing")
 
+    gateway = sub.add_parser("gateway", help="act on a gateway").add_subparsers(
+        dest="gateway_command", required=True, metavar="ACTION"
+    )
+    p = gateway.add_parser(
+        "push-config", help="send a gateway a new device list (and the profiles it needs)"
+    )
+    with_config(p)
+    p.add_argument("id", help="the gateway id")
+    p.add_argument("file", type=Path, help="YAML with devices: (and optionally profiles:)")
+    p.add_argument(
+        "--profiles-dir",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="send the profiles of DIR the devices use (repeatable)",
+    )
+    p.add_argument("--central", metavar="URL", help="central's API (default: from the config)")
+    p.add_argument(
+        "--token-file", type=Path, help="an admin API token (default: $PANTAU_CENTRAL_TOKEN)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the gateway (%(default)s)"
+    )
+
     rules = sub.add_parser("rules", help="alert rules tools").add_subparsers(
         dest="rules_command", required=True, metavar="ACTION"
     )
@@ -77,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from central.alerts.cli import webhook_test
 
         return webhook_test(args)
+    if args.command == "gateway":
+        from central.configpush import push_config
+
+        return push_config(args)
     if args.command == "rules":
         from central.alerts.cli import rules_check
 

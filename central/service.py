@@ -11,6 +11,7 @@ import msgspec
 
 from central.alerts import AlertService
 from central.alerts.rules import OfflineRule
+from central.commands import Commands
 from central.config import CentralConfig, load_config
 from central.database import target
 from central.influx import Writer, make_writer
@@ -59,6 +60,8 @@ class Central:
             self.alerts.firing_counts,
         )
         self.ingest.observers.append(self.alerts.observe)
+        self.commands = Commands(self.ingest.client, self.ingest.connected)
+        self.ingest.observers.append(self.commands.observe)
         self.queries: Queries = make_queries(config.influx)
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None

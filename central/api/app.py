@@ -11,6 +11,7 @@ import wire
 from central.api.routes import (
     alerts,
     dead_letters,
+    gateway_config,
     gateway_page,
     gateways,
     health,
@@ -38,6 +39,7 @@ def create_app(settings: CentralConfig, central: Central) -> FastAPI:
     app.include_router(health.router)
     app.include_router(sites.router)
     app.include_router(gateways.router)
+    app.include_router(gateway_config.router)
     app.include_router(readings.router)
     app.include_router(dead_letters.router)
     for router in (alerts.router, incidents.router, silences.router, webhooks.router):

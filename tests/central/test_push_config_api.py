@@ -1,0 +1,45 @@
+"""``POST /api/v1/gateways/<id>/config`` before anything reaches a gateway: admin only,
+known gateways only, a clear 503 while central is not connected to the broker."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from central.config import CentralConfig
+from central.service import Central
+from scripts.services import InfluxDB
+from wire.structs import convert
+
+
+@pytest.fixture
+def central(tmp_path: Path, influx: InfluxDB, influx_db: str) -> Iterator[Central]:
+    config = convert(
+        {"influx": {"url": influx.url, "database": influx_db}, "data_dir": str(tmp_path)},
+        CentralConfig,
+    )
+    c = Central(config)
+    yield c
+    c.close()
+
+
+def test_push_config_needs_admin_a_known_gateway_and_the_broker(
+    client: TestClient, admin: dict[str, str], reader: dict[str, str]
+) -> None:
+    body = {"devices": [{"id": "d-1", "profile": "simulated/counter"}]}
+    assert client.post("/api/v1/gateways/gw-p/config", json=body).status_code == 401
+    assert client.post("/api/v1/gateways/gw-p/config", json=body, headers=reader).status_code == 403
+    missing = client.post("/api/v1/gateways/gw-p/config", json=body, headers=admin)
+    assert missing.status_code == 404
+    created = client.post("/api/v1/gateways", json={"id": "gw-p", "site": "S"}, headers=admin)
+    assert created.status_code == 201
+    offline = client.post("/api/v1/gateways/gw-p/config", json=body, headers=admin)
+    assert offline.status_code == 503
+    assert offline.json()["detail"] == "central is not connected to the broker"
+    bad = client.post("/api/v1/gateways/gw-p/config", json={**body, "timeout": 0}, headers=admin)
+    assert bad.status_code == 422
+    unknown = client.post(
+        "/api/v1/gateways/gw-p/config", json={**body, "device": []}, headers=admin
+    )
+    assert unknown.status_code == 422
