@@ -76,6 +76,10 @@ devices:
     profile: river/radar-level-mm
     interval: {river_interval}
     connection: {{transport: tcp, host: 127.0.0.1, port: {modbus_port}, unit: 1}}
+  - id: batu-merah-rain           # tipping-bucket rain gauge, same Modbus TCP port, unit 2
+    profile: river/rain-tipping-bucket
+    interval: {rain_interval}
+    connection: {{transport: tcp, host: 127.0.0.1, port: {modbus_port}, unit: 2}}
   - id: lapor-kota-http           # the city's complaints app
     profile: network/http
     interval: {net_interval}
@@ -286,6 +290,7 @@ class Demo:
             "receiver_port": receiver_port,
             "health": _duration(10 / speed),
             "river_interval": _duration(max(0.5, 2 / speed)),
+            "rain_interval": _duration(max(1, 30 / speed)),
             "net_interval": _duration(max(0.5, 2 / speed)),
             "river_for": _duration(5 / speed),
             "app_for": _duration(4 / speed),
@@ -335,7 +340,8 @@ class Demo:
         self.say(
             "  gw-demo-sungai  batu-merah-level  radar level sensor, Modbus TCP "
             f"127.0.0.1:{devices['modbus_port']} (river/radar-level-mm); the river rises "
-            "from 200 cm through waspada 250, siaga 300, awas 350"
+            "from 200 cm through waspada 250, siaga 300, awas 350; batu-merah-rain, a rain "
+            "gauge on the same port, counts the downpour"
         )
         self.say(
             "  gw-demo-sungai  lapor-kota-http, lapor-kota-port  checks of a city app on "

@@ -4,7 +4,8 @@
   of ``firmware-profiles/river/radar-level-mm.yaml`` (holding 0: level in mm, 1: air
   gap in mm, 2: status). From the moment a gateway first connects, the water rises
   through the Siaga bands, stays at the crest, falls back and starts again
-  (:class:`River`);
+  (:class:`River`); unit 2 on the same port is a tipping-bucket rain gauge
+  (``river/rain-tipping-bucket``) counting the downpour;
 - a **tapping box's POS**: two pseudo-terminals stand for the POS and printer serial
   ports; the POS side replays the golden ESC/POS captures of
   ``tests/agent/golden_escpos`` at about 9600 baud, the printer side swallows what the
@@ -37,6 +38,7 @@ GOLDEN_ESCPOS = Path(__file__).resolve().parent.parent / "tests" / "agent" / "go
 RECEIPT_FILES = ("restaurant.bin", "parking.bin", "hotel.bin", "mixed.bin")
 SERIAL_BYTES_PER_S = 960  # 9600 baud, 8N1
 HOLDING = 6  # pymodbus's datastore key for holding registers
+LEVEL_UNIT, RAIN_UNIT = 1, 2  # Modbus unit ids of the level sensor and the rain gauge
 
 
 @dataclass(frozen=True)
@@ -73,14 +75,18 @@ class River:
             return self.crest - self.rate * t
         return self.low
 
+    def tips(self, t: float, every: float = 6.0) -> int:
+        """The rain gauge's tip counter (0.2 mm a tip: 120 mm/h, a downpour), 16 bits."""
+        return int(t // every) % 65536
+
     def registers(self, t: float, mounting_mm: int = 6000) -> list[int]:
         """holding 0-2 as the sensor serves them: level mm, air gap mm, status 0."""
         level_mm = round(self.level_cm(t) * 10)
         return [level_mm, max(0, mounting_mm - level_mm), 0]
 
 
-def _modbus_device(registers: list[int]) -> Any:
-    """Unit 1 serving ``registers`` from holding register 0 (every other kind of point
+def _modbus_device(unit: int, registers: list[int]) -> Any:
+    """``unit`` serving ``registers`` from holding register 0 (every other kind of point
     is absent; pymodbus needs a block of each, parked far away)."""
     from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -91,7 +97,7 @@ def _modbus_device(registers: list[int]) -> Any:
 
     holding = [SimData(0, values=registers, datatype=DataType.REGISTERS)]
     blocks = (parked(DataType.BITS), parked(DataType.BITS), holding, parked(DataType.REGISTERS))
-    return SimDevice(id=1, simdata=blocks)
+    return SimDevice(id=unit, simdata=blocks)
 
 
 class SerialPair:
@@ -148,7 +154,7 @@ class Devices:
                 rising.append(loop.time())
 
         server = ModbusTcpServer(
-            _modbus_device(self.river.registers(0)),
+            [_modbus_device(LEVEL_UNIT, self.river.registers(0)), _modbus_device(RAIN_UNIT, [0])],
             address=("127.0.0.1", self.modbus_port),
             trace_connect=connected,
         )
@@ -157,8 +163,10 @@ class Devices:
             shown = None
             while True:
                 t = self.elapsed(rising[0]) if rising else 0.0
-                registers = self.river.registers(t)
-                await server.context.async_setValues(1, HOLDING, 0, registers)
+                await server.context.async_setValues(
+                    LEVEL_UNIT, HOLDING, 0, self.river.registers(t)
+                )
+                await server.context.async_setValues(RAIN_UNIT, HOLDING, 0, [self.river.tips(t)])
                 level = round(self.river.level_cm(t))
                 if level // 10 != shown:
                     shown = level // 10

@@ -20,23 +20,13 @@ import yaml
 
 import wire
 import wire.structs
-from central.lineprotocol import Encoder, tag_set
+from central.lineprotocol import Encoder
 from scripts.services import InfluxDB
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 DATASOURCE_UID = "pantau-influxdb"
 GOLDEN_RECEIPTS = Path(__file__).resolve().parents[1] / "agent" / "golden_escpos"
-HEALTH_FIELDS = (  # measurement gateway_health, as central writes it (docs/grafana.md)
-    "uptime_s",
-    "cpu_temp_c",
-    "load1",
-    "mem_used_pct",
-    "disk_free_mb",
-    "buffer_depth",
-    "buffer_oldest_age_s",
-    "dropped",
-)
 
 
 def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -72,13 +62,7 @@ def _health_line(
         },
         wire.Health,
     )
-    encoder = Encoder()
-    if hasattr(encoder, "health"):  # central's own encoder, once health is stored
-        return str(encoder.health(message))
-    fields = [f"{k}={float(getattr(message, k))!r}" for k in HEALTH_FIELDS]
-    failing = sum(1 for d in message.devices.values() if d.status == "failing")
-    fields += [f"devices={float(len(message.devices))!r}", f"devices_failing={float(failing)!r}"]
-    return f"gateway_health{tag_set({'gateway': gateway, 'site': site})} {','.join(fields)} {ts}"
+    return Encoder().health(message)
 
 
 def _demo_lines(now_ms: int) -> list[str]:

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from central.alerts.signing import verify
 from scripts.demo import _start_time
 from scripts.demo_devices import River
 from scripts.services import InfluxDB
+from tests.e2e.helpers import wait_for
 
 SPEED = "6"
 
@@ -27,6 +29,19 @@ def _demo(action: str, run: Path, *extra: str, timeout: float) -> subprocess.Com
         timeout=timeout,
         check=False,
     )
+
+
+def _dashboard_pages(api: str, token: str, *paths: str) -> list[str]:
+    """Sign in at the dashboard with ``token`` as a browser would, then fetch ``paths``."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    form = urllib.parse.urlencode({"token": token, "next": "/"}).encode()
+    with opener.open(f"{api}/signin", data=form, timeout=10) as answer:  # 303 → the overview
+        assert answer.status == 200 and answer.url == f"{api}/"
+    pages = []
+    for path in paths:
+        with opener.open(f"{api}{path}", timeout=10) as answer:
+            pages.append(answer.read().decode())
+    return pages
 
 
 def _api(url: str, token: str) -> Any:
@@ -61,6 +76,8 @@ def test_demo_shows_all_three_families_fires_the_river_incident_and_stops_everyt
         )
         assert len(levels) >= 3 and all(200 <= v <= 370 for _, v in levels), levels
         assert levels[0][1] < 250 < levels[-1][1], "the river rose from its low through waspada"
+        tips = influx.values("SELECT rain_tips FROM readings WHERE device = 'batu-merah-rain'", db)
+        assert tips, "the rain gauge (unit 2 on the same Modbus TCP port) is read"
         checks = influx.values(
             "SELECT \"up\", device FROM readings WHERE gateway = 'gw-demo-sungai' "
             "AND device =~ /^lapor-kota/",
@@ -95,6 +112,22 @@ def test_demo_shows_all_three_families_fires_the_river_incident_and_stops_everyt
         assert not verify("not-the-secret", body, signature, delivery, now=at)
         assert not verify(secret, body, signature, delivery + "-forged", now=at)
         assert json.loads(hook["body"])["commonLabels"]["level"] in ("waspada", "siaga", "awas")
+
+        # ... and on the dashboard, signed in with the printed read token
+        incidents_page, gateways_page = _dashboard_pages(
+            state["api"], token.group(1), "/incidents", "/gateways"
+        )
+        assert "river-siaga" in incidents_page and "batu-merah-level" in incidents_page
+        assert "gw-demo-sungai" in gateways_page and "gw-demo-resto" in gateways_page
+
+        # the gateways' health is stored too (what the fleet dashboards read)
+        health = wait_for(
+            lambda: influx.values(
+                'SELECT last("uptime_s") FROM gateway_health GROUP BY "gateway"', db
+            ),
+            timeout=20,
+        )
+        assert len(health) == 2, health
 
         assert set(pids) == {
             "mosquitto", "influxd", "receiver", "devices", "central", "agent-sungai", "agent-resto"
