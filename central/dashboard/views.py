@@ -309,6 +309,7 @@ def river(central: Central, now: float) -> dict[str, Any]:
                 None,
             )
         units = central.registry.metric_units(gw)
+        value = level.value if level is not None else None
         stations.append(
             {
                 **d,
@@ -319,9 +320,37 @@ def river(central: Central, now: float) -> dict[str, Any]:
                 "band": band,
                 "trend": trend,
                 "rain": rain,
+                "gauge": gauge(value if isinstance(value, int | float) else None, bands),
             }
         )
     return {"stations": stations, "problems": problems.messages}
+
+
+GAUGE_WIDTH = 200.0
+
+
+def gauge(value: float | None, bands: dict[str, float]) -> dict[str, Any] | None:
+    """A horizontal bar from 0: one segment per band from its mark, and the level."""
+    if not bands:
+        return None
+    marks = list(bands.values())
+    top = max([*marks, value or 0.0]) * 1.15 or 1.0
+
+    def x(v: float) -> float:
+        return round(max(0.0, min(v, top)) / top * GAUGE_WIDTH, 1)
+
+    segments = []
+    names = list(bands)
+    for i, name in enumerate(names):
+        start = x(bands[name])
+        end = x(bands[names[i + 1]]) if i + 1 < len(names) else GAUGE_WIDTH
+        segments.append({"name": name, "x": start, "width": round(end - start, 1)})
+    return {
+        "width": GAUGE_WIDTH,
+        "normal": x(marks[0]),
+        "segments": segments,
+        "level": None if value is None else x(value),
+    }
 
 
 # tapping boxes

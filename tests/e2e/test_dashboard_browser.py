@@ -179,6 +179,12 @@ class Watch:
             self.problems.append(f"{response.status} for {response.url}")
 
 
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def _sign_in(page: Any, base: str, token: str, path: str = "/") -> None:
     page.goto(base + path)
     page.fill("input[name=token]", token)
@@ -258,6 +264,20 @@ def test_dashboard_in_chromium(stack: Stack, browser: Any) -> None:
     admin_page.wait_for_selector(f"tr[data-incident='{incident['id']}'] >> text=Acknowledged")
     acked = stack.api(f"/api/v1/incidents/{incident['id']}")
     assert acked["acked_by"] == "duty-officer" and acked["state"] == "acknowledged"
+    # ... and silences what it is about for 4 hours
+    row = f"tr[data-incident='{incident['id']}']"
+    admin_page.select_option(f"{row} select[name=hours]", "4")
+    admin_page.click(f"{row} button[name=silence]")
+    admin_page.wait_for_selector(f"{row} >> text=Silenced")
+    (silence,) = stack.api("/api/v1/silences")
+    assert silence["matchers"] == {
+        "alertname": "counter-runaway",
+        "gateway": gw,
+        "device": "counter-1",
+    }
+    assert silence["created_by"] == "duty-officer"
+    hours = (_epoch(silence["ends_at"]) - _epoch(silence["starts_at"])) / 3600
+    assert hours == pytest.approx(4, abs=0.01)
 
     # the gateway stops sending (frozen, its connection left open): offline in time
     page.goto(f"{stack.base}/gateways/{gw}")
