@@ -14,10 +14,11 @@ help:
 	@echo "make demo-stop  stop everything make demo started"
 	@echo "make lint       ruff and mypy"
 
-$(VENV)/.installed: pyproject.toml
+# versions pinned by constraints.txt (python -m scripts.constraints writes it)
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed
