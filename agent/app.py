@@ -234,6 +234,7 @@ class Agent:
                     profile=d.config.profile,
                     driver=d.driver.name,
                     interval=d.config.interval,
+                    metrics=d.driver.value_types() or None,
                 )
                 for d in self.devices
             ],
@@ -265,6 +266,7 @@ class Agent:
                 failing_since=round(since * 1000) if since is not None else None,
                 error=poller.health.last_error,
                 skipped_ticks=poller.health.skipped_ticks,
+                wrong_type=poller.health.wrong_type or None,
             )
         vital = vitals.collect(self.config.buffer.path)
         return wire.Health(

@@ -79,6 +79,7 @@ def snapshot(agent: "Agent") -> Snapshot:
                 "polls": p.health.polls,
                 "failures": p.health.failures,
                 "skipped": p.health.skipped_ticks,
+                "wrong_type": p.health.wrong_type,
             }
             for device, p in agent.pollers.items()
         },
@@ -147,6 +148,11 @@ class _AgentCollector(Collector):
             "skipped": CounterMetricFamily(
                 "pantau_agent_device_skipped_ticks",
                 "Poll ticks skipped because the previous poll was still running.",
+                labels=["device"],
+            ),
+            "wrong_type": CounterMetricFamily(
+                "pantau_agent_device_wrong_type",
+                "Values of another type than the profile declares, sent as bad readings.",
                 labels=["device"],
             ),
         }

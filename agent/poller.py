@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from agent.clock import Clock, next_tick
 from agent.drivers import Driver, DriverError, Sample
+from wire import value_type
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ class DeviceHealth:
     polls: int = 0
     failures: int = 0
     skipped_ticks: int = 0
+    wrong_type: int = 0  # values of another type than the profile declares
     last_poll: float | None = field(default=None)
 
 
@@ -36,6 +38,7 @@ class Poller:
         self.sink = sink
         self.clock = clock
         self.health = DeviceHealth()
+        self._types = driver.value_types()
         self._open = False
         self._lock = asyncio.Lock()
 
@@ -95,13 +98,31 @@ class Poller:
                 error = f"{type(exc).__name__}: {exc}"
             else:
                 self._recovered()
-                return samples
+                return self._typed(samples)
             await self._close()
         self._failed(error, at)
         return [
             Sample(metric, None, unit, quality="bad", error=error)
             for metric, unit in self.driver.metrics()
         ]
+
+    def _typed(self, samples: list[Sample]) -> list[Sample]:
+        """A value of another type than the profile declares becomes a bad reading
+        (counted in the device's health as ``wrong_type``), never a stored value that
+        would clash with the metric's numbers in InfluxDB."""
+        types = self._types
+        for sample in samples:
+            value = sample.value
+            if value is None:
+                continue
+            declared = types.get(sample.metric, "number")
+            got = value_type(value)
+            if got != declared and not (declared == "number" and got == "bool"):
+                self.health.wrong_type += 1
+                sample.error = f"wrong type: the profile declares {declared}, got {got} {value!r}"
+                sample.value, sample.quality = None, "bad"
+                sample.error = sample.error[:200]
+        return samples
 
     def _failed(self, error: str, at: float) -> None:
         self.health.failures += 1

@@ -213,6 +213,16 @@ class DashboardSection(Section):
     session_max_age: Duration = Duration(12 * 3600.0)  # a sign-in lasts this long
     # map tiles when the command center can reach a tile server (else the bundled outline)
     map_tiles: TileUrl | None = None
+class LimitsSection(Section):
+    """What one gateway may make central store and remember, checked before anything is
+    stored or cached. Readings beyond a limit are not stored; their message is
+    dead-lettered (reason ``limit``) so it can be replayed after raising the limit."""
+
+    gateways: Annotated[int, msgspec.Meta(ge=1)] = 10_000  # distinct gateway ids
+    devices_per_gateway: Annotated[int, msgspec.Meta(ge=1)] = 200
+    metrics_per_gateway: Annotated[int, msgspec.Meta(ge=1)] = 500  # distinct metric names
+    series_per_gateway: Annotated[int, msgspec.Meta(ge=1)] = 5_000  # (device, metric) pairs
+    name_length: Annotated[int, msgspec.Meta(ge=8, le=128)] = 64  # device, metric, site
 
 
 class CentralConfig(Section, kw_only=True):  # kw_only spelled out for mypy
@@ -228,6 +238,7 @@ class CentralConfig(Section, kw_only=True):  # kw_only spelled out for mypy
     webhooks: list[WebhookSection] = msgspec.field(default_factory=list)
     alerts: AlertsSection = msgspec.field(default_factory=AlertsSection)
     dashboard: DashboardSection = msgspec.field(default_factory=DashboardSection)
+    limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
 
     def __post_init__(self) -> None:
         unique("webhooks", "webhook name", (hook.name for hook in self.webhooks))

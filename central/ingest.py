@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -43,6 +44,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 import wire
 from central.config import CentralConfig
 from central.influx import V1Writer, WriteError, Writer
+from central.limits import Names
 from central.lineprotocol import Encoder
 from central.metrics import Metrics
 from central.registry import Registry
@@ -128,6 +130,7 @@ class Ingest:
         self.metrics = metrics
         self.observers = observers if observers is not None else []
         self.encoder = Encoder(config.influx.measurement)
+        self.names = Names(config.limits)
         self.connected = threading.Event()
         self.influx_ok = threading.Event()
         self._queue: deque[Pending] = deque()
@@ -244,9 +247,43 @@ class Ingest:
             self._dead_letter(topic, gateway, exc.reason, exc.detail, payload)
             self.client.ack(mid, 1)
             return
-        site = getattr(message, "site", None)
-        if self.registry.heard(gateway, site, getattr(message, "seq", None)):
-            log.info("new gateway %s (site %s) heard for the first time", gateway, site)
+        registry = self.registry
+        if not registry.knows(gateway) and registry.gateway_count >= self.config.limits.gateways:
+            detail = f"more than {self.config.limits.gateways} gateways (limits.gateways)"
+            self._dead_letter(topic, gateway, "limit", detail, payload)
+            self.client.ack(mid, 1)
+            return
+        claimed = getattr(message, "site", None)
+        offered = claimed if claimed and self.names.name_ok(claimed) else None
+        if registry.heard(gateway, offered, getattr(message, "seq", None)):
+            log.info(
+                "new gateway %s heard for the first time; site %s (first-heard: check it)",
+                gateway,
+                offered,
+            )
+        site = registry.site_of(gateway)  # the registry's word, never the payload's
+        if claimed != site and claimed is not None:
+            self.metrics.site_ignored()
+            self._reject_log.warning(
+                "site_ignored", topic, f"payload says site {claimed[:80]!r}, registry {site!r}"
+            )
+            message = msgspec.structs.replace(message, site=site)  # what observers see
+        if kind == "telemetry":
+            message, refusal = self.names.telemetry(message)
+            if refusal is not None:
+                self.metrics.refused_readings("limit", refusal.count)
+                self._dead_letter(topic, gateway, "limit", refusal.detail, payload)
+                if not message.readings:
+                    self.client.ack(mid, 1)
+                    return
+        elif kind == "events":
+            why = self.names.event_ok(message)
+            if why is not None:
+                self._dead_letter(topic, gateway, "limit", why, payload)
+                self.client.ack(mid, 1)
+                return
+        elif kind == "state":
+            message = self.names.declare(message)
         for observer in self.observers:
             try:
                 observer(kind, message)
@@ -254,13 +291,17 @@ class Ingest:
                 log.exception("observer failed on a %s message from %s", kind, gateway)
         if kind == "telemetry":
             self.registry.units(message)
-            lines = self.encoder.telemetry(message)
+            encoder = self.encoder
+            wrong = encoder.wrong_type
+            lines = encoder.telemetry(message, site, self.names.declared(gateway))
+            if encoder.wrong_type != wrong:
+                self.metrics.refused_readings("wrong_type", encoder.wrong_type - wrong)
             self._enqueue(
                 Pending(mid, self._generation, topic, gateway, lines, payload, readings=len(lines))
             )
             return
         if kind == "events":
-            lines = self.encoder.event(message)
+            lines = self.encoder.event(message, site)
             self._enqueue(Pending(mid, self._generation, topic, gateway, lines, payload, events=1))
             return
         if kind == "health":  # the latest in the registry, the history in InfluxDB

@@ -5,13 +5,19 @@ Schema: one point per reading::
 
     readings,device=<d>,gateway=<g>,site=<s> <metric>=<float> <ts ms>
 
-Numbers are always written as floats, so a metric that is an integer in one
-reading and a float in the next never causes a field type conflict (integers
-beyond 2**53 lose precision). Booleans and strings are written as such.
-Bad-quality readings go to ``reading_errors`` (tag ``metric``, string field
-``error``); events to ``events`` (tag ``kind``, their scalar data as fields);
-health messages to ``gateway_health`` (tags ``gateway``, ``site``; the vitals as
-float fields, plus ``devices`` and ``devices_failing``).
+Storage isolation: every field holds one type, whatever any gateway sends, so no
+reading can make InfluxDB refuse another's (a field's type is fixed per shard by the
+first point written). Numbers are always written as floats, so a metric that is an
+integer in one reading and a float in the next never conflicts (integers beyond 2**53
+lose precision); booleans are numbers too (1.0 / 0.0). Strings go to their own
+measurement, ``readings_text`` (same tags, field named by the metric, always a
+string). A value of another type than the gateway's profile declares (its birth
+message says) is a bad reading. Bad-quality readings go to ``reading_errors`` (tag
+``metric``, string field ``error``). Events: their numbers (bools as 1/0) in
+``events`` (tag ``kind``; ``seq`` when there are none), their strings (nested values
+as JSON) and ``error`` in ``events_text``. Health messages go to ``gateway_health``
+(tags ``gateway``, ``site``; the vitals as float fields, plus ``devices`` and
+``devices_failing``). docs/protocol.md shows the schema.
 
 Escaping, as InfluxDB 1.x parses it (checked against the real server by
 ``tests/central/test_lineprotocol.py``):
@@ -29,6 +35,7 @@ Escaping, as InfluxDB 1.x parses it (checked against the real server by
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import wire
@@ -95,7 +102,8 @@ def tag_set(tags: dict[str, str | None]) -> str:
 class Encoder:
     """Formats validated wire messages as lines. Holds small caches of escaped names
     (device and metric names repeat in every batch); bounded, so a flood of new names
-    costs only the escaping."""
+    costs only the escaping. ``wrong_type`` counts readings refused because their value
+    is not of the type the gateway's profile declares."""
 
     _CACHE_MAX = 50_000
 
@@ -103,8 +111,11 @@ class Encoder:
         self.measurement = escape_measurement(measurement)
         errors = "reading_errors" if measurement == "readings" else f"{measurement}_errors"
         self.errors = escape_measurement(errors)
+        self.text = escape_measurement(f"{measurement}_text")
         self.events = escape_measurement("events")
         self.health_measurement = HEALTH_MEASUREMENT
+        self.events_text = escape_measurement("events_text")
+        self.wrong_type = 0
         self._names: dict[str, str] = {}
 
     def _escaped(self, name: str) -> str:
@@ -115,46 +126,72 @@ class Encoder:
             out = self._names[name] = escape_tag(name)
         return out
 
-    def telemetry(self, message: wire.Telemetry) -> list[str]:
+    def telemetry(
+        self,
+        message: wire.Telemetry,
+        site: str | None = None,
+        declared: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> list[str]:
+        """Lines for one telemetry message. ``site``: the gateway's site from the registry
+        (the payload's is not used); ``declared``: device -> metric -> declared type."""
         # the hot path of ingest (one call per reading batch): per device, a dict of
         # metric → "readings,device=..,gateway=..,site=.. metric=" built once per batch
         lines: list[str] = []
         append = lines.append
         esc = self._escaped
         gateway = esc(message.gateway)
-        site = escape_tag(message.site) if message.site else ""
+        site = escape_tag(site) if site else ""
         suffix = f",gateway={gateway},site={site} " if site else f",gateway={gateway} "
         prefix = f"{self.measurement},device="
-        heads: dict[str, tuple[str, dict[str, str]]] = {}
+        heads: dict[str, tuple[str, dict[str, str], Mapping[str, str] | None]] = {}
         device_name = None
         starts: dict[str, str] = {}
+        types: Mapping[str, str] | None = None
         head = ""
         for r in message.readings:
             if r.device != device_name:
                 device_name = r.device
                 cached = heads.get(device_name)
                 if cached is None:
-                    cached = heads[device_name] = (prefix + esc(device_name) + suffix, {})
-                head, starts = cached
+                    cached = heads[device_name] = (
+                        prefix + esc(device_name) + suffix,
+                        {},
+                        declared.get(device_name) if declared else None,
+                    )
+                head, starts, types = cached
             value = r.value
+            error = r.error
             if r.quality == "good":
-                start = starts.get(r.metric)
-                if start is None:
-                    start = starts[r.metric] = f"{head}{esc(r.metric)}="
                 cls = value.__class__
-                if cls is float:
+                if types is not None and not _fits(types.get(r.metric), cls):
+                    self.wrong_type += 1
+                    error = f"wrong type: declared {types.get(r.metric)}, got {_TYPE_OF[cls]}"
+                elif cls is float:
                     if value - value == 0.0:  # type: ignore[operator]  # finite
+                        start = starts.get(r.metric)
+                        if start is None:
+                            start = starts[r.metric] = f"{head}{esc(r.metric)}="
                         append(f"{start}{value!r} {r.ts}")
                         continue
                 elif cls is int and -_EXACT < value < _EXACT:  # type: ignore[operator]
+                    start = starts.get(r.metric)
+                    if start is None:
+                        start = starts[r.metric] = f"{head}{esc(r.metric)}="
                     append(f"{start}{value}.0 {r.ts}")  # == repr(float(value)), faster
                     continue
-                if cls is not float:
-                    formatted = field_value(value)
-                    if formatted is not None:
-                        append(f"{start}{formatted} {r.ts}")
-                        continue
-            error = r.error or ("no value" if r.quality == "good" else "bad quality")
+                elif cls is str:  # apart from the numbers: never a field type conflict
+                    append(
+                        f"{self.text},device={esc(r.device)}{suffix}{esc(r.metric)}="
+                        f"{quote_string(value)} {r.ts}"  # type: ignore[arg-type]
+                    )
+                    continue
+                elif value is not None:  # bool (1/0) or a huge int: a number
+                    start = starts.get(r.metric)
+                    if start is None:
+                        start = starts[r.metric] = f"{head}{esc(r.metric)}="
+                    append(f"{start}{float(value)!r} {r.ts}")  # type: ignore[arg-type]
+                    continue
+            error = error or ("no value" if r.quality == "good" else "bad quality")
             site_tag = f",site={site}" if site else ""
             append(
                 f"{self.errors},device={esc(r.device)},gateway={gateway},"
@@ -177,22 +214,48 @@ class Encoder:
         fields.append(f"devices_failing={float(failing)!r}")
         return f"{self.health_measurement}{tags} {','.join(fields)} {message.ts}"
 
-    def event(self, message: wire.Event) -> list[str]:
+    def event(self, message: wire.Event, site: str | None = None) -> list[str]:
+        """``events`` gets the event's numbers (bools as 1/0; ``seq`` when it has none),
+        ``events_text`` its other values and its error, under the same tags."""
         tags = tag_set(
             {
                 "gateway": message.gateway,
-                "site": message.site,
+                "site": site,
                 "device": message.device,
                 "kind": message.kind,
             }
         )
-        fields = []
+        numbers, texts = [], []
         for key, value in sorted(message.data.items()):
-            formatted = field_value(value)
-            if formatted is not None:
-                fields.append(f"{escape_tag(key)}={formatted}")
+            if isinstance(value, bool | int | float):
+                number = float(value)
+                if math.isfinite(number):
+                    numbers.append(f"{escape_tag(key)}={number!r}")
+            elif value is not None:
+                text = value if isinstance(value, str) else _json(value)
+                texts.append(f"{escape_tag(key)}={quote_string(text)}")
         if message.error is not None:
-            fields.append(f"error={quote_string(message.error)}")
-        if not fields:
-            fields.append("seq=" + repr(float(message.seq)))
-        return [f"{self.events}{tags} {','.join(fields)} {message.ts}"]
+            texts.append(f"error={quote_string(message.error)}")
+        if not numbers:
+            numbers.append("seq=" + repr(float(message.seq)))
+        lines = [f"{self.events}{tags} {','.join(numbers)} {message.ts}"]
+        if texts:
+            lines.append(f"{self.events_text}{tags} {','.join(texts)} {message.ts}")
+        return lines
+
+
+_TYPE_OF = {float: "number", int: "number", bool: "bool", str: "string", type(None): "nothing"}
+
+
+def _fits(declared: str | None, cls: type) -> bool:
+    """Whether a value of class ``cls`` fits a metric declared ``declared`` (undeclared:
+    anything; a bool fits a number, stored as 1 or 0)."""
+    if declared is None or declared == "number":
+        return cls is not str
+    if declared == "bool":
+        return cls is bool
+    return cls is str
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -38,7 +38,15 @@ DELIVERY_OUTCOMES = ("delivered", "retried", "failed", "expired")
 # pantau_gateways{status}: the registry's 'never-seen' is spelled never_seen here
 GATEWAY_STATUSES = ("online", "offline", "never_seen")
 # shown as 0 from the start, so rate() and alerting rules see them before the first one
-REJECT_REASONS = ("bad_json", "schema", "too_large", "gateway_mismatch", "bad_topic")
+REJECT_REASONS = (
+    "bad_json",
+    "schema",
+    "too_large",
+    "gateway_mismatch",
+    "bad_topic",
+    "influx_rejected",
+    "limit",
+)
 # "held": a write held and retried (wire.retry RETRY or SETTING); "refused"/"too_large": split
 WRITE_ERROR_KINDS = ("held", "refused", "too_large")
 
@@ -163,6 +171,21 @@ class Metrics:
             registry=registry,
         )
         self.holding: str | None = None
+        self._refused_readings = Counter(
+            "pantau_readings_refused",
+            "Readings not stored as values, by reason (wrong_type: not the type the profile "
+            "declares, stored as a bad reading; limit: beyond the gateway's limits, its "
+            "message dead-lettered).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("wrong_type", "limit"):
+            self._refused_readings.labels(reason)
+        self._site_ignored = Counter(
+            "pantau_payload_site_ignored",
+            "Messages whose payload named another site than the registry has (ignored).",
+            registry=registry,
+        )
         Gauge(
             "pantau_write_holding",
             "1 while InfluxDB writes are held (see /readyz for why), else 0.",
@@ -195,6 +218,12 @@ class Metrics:
 
     def write_failed(self, kind: str) -> None:
         self._write_errors.labels(kind).inc()
+
+    def refused_readings(self, reason: str, count: int) -> None:
+        self._refused_readings.labels(reason).inc(count)
+
+    def site_ignored(self) -> None:
+        self._site_ignored.inc()
 
     def hold(self, reason: str | None) -> None:
         """A write held (not dropped) because of ``reason`` (``"401"``, ``"unreachable"``);

@@ -122,6 +122,9 @@ CREATE TABLE IF NOT EXISTS metric_units (
     PRIMARY KEY (gateway, device, metric)
 );
 """,
+    # 4: where a gateway's site came from: 'registry' (provisioning or an operator) or
+    # 'first-heard' (its first message, because the registry had none; flagged in the API)
+    "ALTER TABLE gateways ADD COLUMN site_source TEXT",
 ]
 
 DEAD_LETTER_KEEP_BYTES = 1024 * 1024
@@ -144,7 +147,10 @@ class Registry:
         self._db.migrate("registry", MIGRATIONS)
         self._lock = self._db.lock
         self._seen: dict[str, Seen] = {}
-        self._known: set[str] = {r["id"] for r in self._db.rows("SELECT id FROM gateways")}
+        # every gateway's site, for ingest (bounded by limits.gateways)
+        self._sites: dict[str, str | None] = {
+            r["id"]: r["site"] for r in self._db.rows("SELECT id, site FROM gateways")
+        }
         self._units: dict[tuple[str, str, str], str] = {
             (r["gateway"], r["device"], r["metric"]): r["unit"]
             for r in self._db.rows("SELECT * FROM metric_units")
@@ -153,6 +159,17 @@ class Registry:
     @property
     def dialect(self) -> str:
         return self._db.dialect
+
+    def knows(self, gateway: str) -> bool:
+        return gateway in self._sites
+
+    @property
+    def gateway_count(self) -> int:
+        return len(self._sites)
+
+    def site_of(self, gateway: str) -> str | None:
+        """The gateway's site as the registry has it (never what its payload says)."""
+        return self._sites.get(gateway)
 
     def close(self) -> None:
         self.flush()
@@ -166,26 +183,37 @@ class Registry:
     def heard(
         self, gateway: str, site: str | None, seq: int | None, now: float | None = None
     ) -> bool:
-        """Record a message from ``gateway``; True when it is the first we ever heard."""
+        """Record a message from ``gateway``; True when it is the first we ever heard.
+
+        ``site`` is what its payload says: it becomes the gateway's site only when the
+        registry has none (``site_source`` 'first-heard'); otherwise it is ignored."""
         now = time.time() if now is None else now
-        first = gateway not in self._known
+        first = gateway not in self._sites
         if first:
             with self._lock:
                 self._db.execute(
-                    "INSERT INTO gateways (id, site, status, first_seen, last_seen, last_seq, "
-                    "created) VALUES (?, ?, 'online', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                    (gateway, site, now, now, seq, now),
+                    "INSERT INTO gateways (id, site, site_source, status, first_seen, last_seen, "
+                    "last_seq, created) VALUES (?, ?, ?, 'online', ?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO NOTHING",
+                    (gateway, site, "first-heard" if site else None, now, now, seq, now),
                 )
-                self._known.add(gateway)
+                self._sites[gateway] = site
         seen = self._seen.get(gateway)
         if seen is None:
             self._seen[gateway] = Seen(now, seq)
             if not first:
                 self._exec(
-                    "UPDATE gateways SET status = 'online', first_seen = COALESCE(first_seen, ?), "
-                    "site = COALESCE(site, ?) WHERE id = ?",
-                    (now, site, gateway),
+                    "UPDATE gateways SET status = 'online', first_seen = COALESCE(first_seen, ?) "
+                    "WHERE id = ?",
+                    (now, gateway),
                 )
+                if site and self._sites.get(gateway) is None:
+                    self._exec(
+                        "UPDATE gateways SET site = ?, site_source = 'first-heard' "
+                        "WHERE id = ? AND site IS NULL",
+                        (site, gateway),
+                    )
+                    self._sites[gateway] = site
         else:
             seen.last_seen, seen.last_seq, seen.dirty = now, seq, True
         return first
@@ -420,18 +448,20 @@ class Registry:
                 self.create_site(site, timezone or DEFAULT_TIMEZONE)
             try:
                 self._db.execute(
-                    "INSERT INTO gateways (id, site, name, lat, lon, status, provisioned, created) "
-                    "VALUES (?, ?, ?, ?, ?, 'never-seen', 1, ?)",
-                    (gateway_id, site, name, lat, lon, time.time()),
+                    "INSERT INTO gateways (id, site, site_source, name, lat, lon, status, "
+                    "provisioned, created) VALUES (?, ?, ?, ?, ?, ?, 'never-seen', 1, ?)",
+                    (gateway_id, site, "registry" if site else None, name, lat, lon, time.time()),
                 )
             except IntegrityError:
                 raise Conflict(f"gateway {gateway_id!r} exists already") from None
-            self._known.add(gateway_id)
+            self._sites[gateway_id] = site
         return self.gateway(gateway_id) or {}
 
     def update_gateway(self, gateway_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         allowed = ("site", "name", "lat", "lon")
         changes = {k: v for k, v in changes.items() if k in allowed}
+        if "site" in changes:  # an operator's word: no longer first-heard
+            changes["site_source"] = "registry" if changes["site"] else None
         with self._lock:
             if self.gateway(gateway_id) is None:
                 raise NotFound(f"no gateway {gateway_id!r}")
@@ -441,6 +471,8 @@ class Registry:
                     f"UPDATE gateways SET {assignments} WHERE id = ?",
                     (*changes.values(), gateway_id),
                 )
+                if "site" in changes:
+                    self._sites[gateway_id] = changes["site"]
         return self.gateway(gateway_id) or {}
 
     def delete_gateway(self, gateway_id: str) -> None:
@@ -452,7 +484,7 @@ class Registry:
             for table in ("devices", "gateway_health", "metric_units"):
                 self._db.execute(f"DELETE FROM {table} WHERE gateway = ?", (gateway_id,))
             self._units = {k: v for k, v in self._units.items() if k[0] != gateway_id}
-            self._known.discard(gateway_id)
+            self._sites.pop(gateway_id, None)
             self._seen.pop(gateway_id, None)
 
     # reads

@@ -21,6 +21,8 @@ from wire.models import (
     Reading,
     State,
     Telemetry,
+    ValueType,
+    value_type,
 )
 from wire.topics import KINDS, UPLINK_KINDS, gateway_id_ok, parse_topic, topic
 
@@ -42,6 +44,7 @@ __all__ = [
     "Reading",
     "State",
     "Telemetry",
+    "ValueType",
     "WireError",
     "__version__",
     "decode",
@@ -51,4 +54,5 @@ __all__ = [
     "parse_duration",
     "parse_topic",
     "topic",
+    "value_type",
 ]

@@ -20,6 +20,20 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x
 Millis = Annotated[int, msgspec.Meta(ge=0, lt=10**14)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Value = float | int | bool | str | None
+ValueType = Literal["number", "bool", "string"]
+"""What a profile declares a metric holds. ``number`` and ``bool`` readings are stored as
+numbers (a bool as 1 or 0), ``string`` ones apart from them (docs/protocol.md)."""
+
+
+def value_type(value: Value) -> ValueType | None:
+    """The type of a reading's value (None for no value)."""
+    if value is None:
+        return None
+    if value is True or value is False:
+        return "bool"
+    if isinstance(value, str):
+        return "string"
+    return "number"
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(msgspec.field,))
@@ -70,6 +84,8 @@ class DeviceInfo(_Model):
     profile: str
     driver: str
     interval: float | None = None
+    # metric -> declared type (from the profile); central refuses readings of another type
+    metrics: dict[Name, ValueType] | None = None
 
 
 class State(_Uplink):
@@ -89,6 +105,7 @@ class DeviceStatus(_Model):
     failing_since: Millis | None = None
     error: str | None = None
     skipped_ticks: Count | None = None  # polls that fell behind, since start
+    wrong_type: Count | None = None  # values of another type than the profile declares
 
 
 class Health(_Uplink):

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from wire import Quality
+from wire import Quality, ValueType
 from wire.structs import Section
 
 
@@ -114,6 +114,12 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def metrics(self) -> list[tuple[str, str | None]]:
         """(metric, unit) for every value a poll gives, to report bad readings."""
+
+    def value_types(self) -> dict[str, ValueType]:
+        """metric -> the type its profile declares (a Modbus ``type: bool`` point, an SNMP
+        ``kind: text`` point...); numbers unless a driver says otherwise. The poller turns a
+        value of another type into a bad reading, and central checks it again."""
+        return dict.fromkeys((metric for metric, _ in self.metrics()), "number")
 
 
 class StreamDriver(Driver):

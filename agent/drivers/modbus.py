@@ -53,7 +53,7 @@ from agent.drivers.base import (
     ProfileBase,
     Sample,
 )
-from wire import Duration
+from wire import Duration, ValueType
 from wire.structs import Section
 
 PointType = Literal[
@@ -345,6 +345,11 @@ class ModbusDriver(Driver):
 
     def metrics(self) -> list[tuple[str, str | None]]:
         return [name for point in self.profile.points for name in point.metric_names()]
+
+    def value_types(self) -> dict[str, ValueType]:
+        types = super().value_types()
+        types.update((p.metric, "bool") for p in self.profile.points if p.type == "bool")
+        return types
 
     def claims(self) -> list[PortClaim]:
         conn = self.connection

@@ -38,7 +38,7 @@ from agent.drivers.base import (
     ProfileBase,
     Sample,
 )
-from wire import Duration
+from wire import Duration, ValueType
 from wire.structs import Secret, Section, unique
 
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
@@ -374,3 +374,6 @@ class SnmpDriver(Driver):
 
     def metrics(self) -> list[tuple[str, str | None]]:
         return [(point.metric, point.unit) for point in self.profile.points]
+
+    def value_types(self) -> dict[str, ValueType]:
+        return {p.metric: "string" if p.kind == "text" else "number" for p in self.profile.points}

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 Change = Literal["firing", "changed", "resolved"]
 
 
+RULE_CACHE_MAX = 100_000
+"""(gateway, device, metric) -> matching rules entries kept; cleared when full."""
+
+
 @dataclass(frozen=True)
 class Subject:
     gateway: str
@@ -243,6 +247,8 @@ class Engine:
                 for r in self.rules.rules
                 if not isinstance(r, OfflineRule) and matches(r.match, where)
             )
+            if len(self._cache) >= RULE_CACHE_MAX:  # bounded, whatever gateways send
+                self._cache.clear()
             self._cache[key] = found
         return found
 

@@ -149,6 +149,12 @@ class GatewayPublic(BaseModel):
     health: GatewayHealthPublic | None = Field(
         default=None, description="its latest health message; null until one arrives"
     )
+    site_source: Literal["registry", "first-heard"] | None = Field(
+        default=None,
+        description="registry: set by provisioning or an operator; first-heard: taken from "
+        "the gateway's first message because the registry had none (check it). A gateway's "
+        "payload never changes its site.",
+    )
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> "GatewayPublic":
@@ -166,6 +172,7 @@ class GatewayPublic(BaseModel):
             agent_version=row["agent_version"],
             provisioned=bool(row["provisioned"]),
             health=GatewayHealthPublic.of(row["health"]) if row.get("health") else None,
+            site_source=row.get("site_source"),
         )
 
 
@@ -225,6 +232,11 @@ class DeadLetterPublic(BaseModel):
     size: int = Field(description="payload size in bytes (the stored copy is cut at 1 MiB)")
     payload: str | None = Field(description="the raw payload, when it is UTF-8")
     payload_hex: str | None = Field(description="the first 4 KiB in hex, when it is not")
+    lines: str | None = Field(
+        default=None,
+        description="influx_rejected: the line-protocol lines InfluxDB refused (the "
+        "message's other lines were stored); a replay writes only these",
+    )
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> "DeadLetterPublic":

@@ -216,3 +216,45 @@ def test_real_modbus_devices_keep_cadence_next_to_a_silent_one(
         assert sink.bad.get(f"lvl{i}", 0) == 0
     assert sink.bad["dead"] >= 1
     assert len(sink.ticks["dead"]) < len(sink.ticks["lvl0"])  # its ticks were skipped
+
+
+class Mistyped(Driver):
+    """A buggy driver: text for a number, a number for a bool and for a string."""
+
+    name = "test-mistyped"
+
+    async def read(self, at: float) -> list[Sample]:
+        return [
+            Sample("level_cm", "banjir"),
+            Sample("level_cm_ok", 12.5),
+            Sample("pump_on", 1),
+            Sample("pump_ok", True),
+            Sample("label", 3),
+            Sample("alarm", True),  # a bool where a number is declared: stored as 1
+        ]
+
+    def metrics(self) -> list[tuple[str, str | None]]:
+        return [(m, None) for m in ("level_cm", "level_cm_ok", "pump_on", "pump_ok", "alarm")]
+
+    def value_types(self) -> dict[str, Any]:
+        return {**super().value_types(), "pump_on": "bool", "pump_ok": "bool", "label": "string"}
+
+
+def test_a_value_of_another_type_than_the_profile_declares_is_a_bad_reading() -> None:
+    got: list[Sample] = []
+    device = DeviceContext(id="m", interval=1.0, timeout=1.0, retries=0)
+    poller = Poller(Mistyped(device, None, None), lambda d, ts, s: got.extend(s), FakeClock(START))
+    asyncio.run(poller.poll(START))
+    bad = {s.metric: s.error for s in got if s.quality == "bad"}
+    assert bad == {
+        "level_cm": "wrong type: the profile declares number, got string 'banjir'",
+        "pump_on": "wrong type: the profile declares bool, got number 1",
+        "label": "wrong type: the profile declares string, got number 3",
+    }
+    assert all(s.value is None for s in got if s.quality == "bad")
+    assert {s.metric: s.value for s in got if s.quality == "good"} == {
+        "level_cm_ok": 12.5,
+        "pump_ok": True,
+        "alarm": True,
+    }
+    assert poller.health.wrong_type == 3

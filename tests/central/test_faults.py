@@ -189,7 +189,7 @@ def test_ten_thousand_bad_payloads_are_counted_and_dead_lettered(
             return out
 
         wait_for(lambda: sum(rejected().values()) >= 10_000, 30, "10,000 rejections counted")
-        assert rejected() == expected
+        assert {k: v for k, v in rejected().items() if v} == expected
         with sqlite3.connect(data / "registry.db") as db:
             stored = dict(db.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason"))
         assert stored == expected
