@@ -119,19 +119,27 @@ def amount_value(num: str, thousands: Thousands = "auto", hint: str = ",") -> De
     return Decimal(f"{digits}.{frac}" if frac else digits)
 
 
-def find_amounts(
+def amount_spans(
     text: str, thousands: Thousands = "auto", hint: str = ",", by_currency: bool = True
-) -> list[Decimal]:
-    """Every money amount in ``text``, left to right. ``hint`` settles
-    ``1.500``-like amounts, except (``by_currency``) on an amount with a
-    currency mark, where they are thousands."""
+) -> list[tuple[int, int, Decimal]]:
+    """Every money amount in ``text`` with where it starts and ends, left to
+    right. ``hint`` settles ``1.500``-like amounts, except (``by_currency``)
+    on an amount with a currency mark, where they are thousands."""
     out = []
     for m in _AMOUNT.finditer(text):
         marked = by_currency and bool(m["cur"] or m["cur2"])
         value = amount_value(m["num"], thousands, "" if marked else hint)
         negative = bool(m["sign"] or m["sign2"] or m["trail"] or (m["open"] and m["close"]))
-        out.append(-value if negative else value)
+        start = m.start() + len(m[0]) - len(m[0].lstrip())
+        out.append((start, m.end(), -value if negative else value))
     return out
+
+
+def find_amounts(
+    text: str, thousands: Thousands = "auto", hint: str = ",", by_currency: bool = True
+) -> list[Decimal]:
+    """Every money amount in ``text``, left to right (see :func:`amount_spans`)."""
+    return [value for _, _, value in amount_spans(text, thousands, hint, by_currency)]
 
 
 def parse_amount(

@@ -31,7 +31,7 @@ from agent.escpos.numbers import (
     LOCALES,
     DecimalMark,
     Thousands,
-    find_amounts,
+    amount_spans,
     guess_decimal_mark,
     parse_amount,
     parse_count,
@@ -60,6 +60,7 @@ MONTHS = {
 }  # fmt: skip
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9/\-.#_]*")
+_GAP_AT = re.compile(r"\s{2,}")
 _BORDERS = re.compile(r"[\t|\u2500-\u257f]")
 """Tabs, table borders and rules: printed as space between cells."""
 _CELL = re.compile(r"\S+(?: \S+)*")
@@ -232,11 +233,15 @@ class ReceiptParser:
                 value, end = self._money_after(line, m.end())
             else:
                 value, end = _text_after(line, m.end(), value_of)
-            under = None
-            if value is None and index + 1 < len(lines):
-                under = self._value_under(lines[index + 1], home, cells, value_of, alone)
-                value = under
-            segment = line[home.start : max(end, home.end)]
+            if value is None:
+                end = home.end
+                if index + 1 < len(lines):
+                    value = self._value_under(lines[index + 1], home, cells, value_of, alone)
+            # the label's phrase: from the start of its cell, or from the end of
+            # the value before it in the same cell ("Subtotal $12.95 Tax $1.30")
+            before = amount_spans(line[home.start : start], self.thousands, self._hint)
+            phrase = home.start + (before[-1][1] if before else 0)
+            segment = line[phrase : max(end, m.end())]
             if any(x.search(segment) for x in rule.exclude):
                 continue
             if value is not None:
@@ -244,20 +249,22 @@ class ReceiptParser:
         return None
 
     def _money_after(self, line: str, start: int) -> tuple[Decimal | None, int]:
-        """The amount in the cells after a money label: the last amount before
-        a cell that starts another label (``Subtotal 12.95  Tax 1.30``)."""
-        amounts: list[Decimal] = []
-        end = start
-        for cell in _cells(line[start:], start):
-            if amounts and _LABEL_WORD.search(cell.text):
-                break
-            found = find_amounts(cell.text, self.thousands, self._hint, self._by_currency)
-            if found:
-                amounts += found
-                end = cell.end
-            elif _LABEL_WORD.search(cell.text) and cell.start - start > 1:
-                break  # another label with no amount: this label's value is not here
-        return (amounts[-1] if amounts else None), end
+        """The amount after a money label: the last amount before the next
+        label-like word that follows an amount (``Subtotal 12.95  Tax 1.30``,
+        ``Subtotal: $12.95 Tax: $1.30``). A label-like word in a later cell
+        before any amount means the value is not on this line."""
+        rest = line[start:]
+        spans = amount_spans(rest, self.thousands, self._hint, self._by_currency)
+        words = [m.start() for m in _LABEL_WORD.finditer(rest)]
+        if not spans:
+            return None, start
+        first_end = spans[0][1]
+        gap = _GAP_AT.search(rest)
+        if gap and gap.end() <= spans[0][0] and any(gap.end() <= w < spans[0][0] for w in words):
+            return None, start  # "TAX:  Rate 8%  10.00": another label's cell comes first
+        stop = next((w for w in words if w >= first_end), len(rest))
+        taken = [span for span in spans if span[0] < stop]
+        return taken[-1][2], start + taken[-1][1]
 
     @staticmethod
     def _value_under(

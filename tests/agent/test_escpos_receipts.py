@@ -129,6 +129,15 @@ def test_tax_in_parentheses_is_still_tax(profile):
         (["Total    USD 14.25"], "total", "14.25"),
         (["TOTAL", "        RM 1,234.50"], "total", "1234.50"),
         (["Sub Total 144.000", "Total Item 6"], "total", None),
+        (["Subtotal: $12.95 Tax: $1.30 Total: $14.25"], "subtotal", "12.95"),
+        (["Subtotal: $12.95 Tax: $1.30 Total: $14.25"], "tax", "1.30"),
+        (["Subtotal: $12.95 Tax: $1.30 Total: $14.25"], "total", "14.25"),
+        (["Subtotal 12.50", "Total (incl. tax) 14.25"], "total", "14.25"),
+        (["Subtotal 12.50", "Total (incl. tax) 14.25"], "tax", None),
+        (["Sales Tax 8.875% 1.11", "Total Tax 1.11", "TOTAL 13.61"], "total", "13.61"),
+        (["Total Savings 2.00", "Balance Due $13.61"], "total", "13.61"),
+        (["Total Discount -2.00", "Amount Due: USD 13.61"], "total", "13.61"),
+        (["VAT 10% (included)  (1.30)", "Total 14.25"], "tax", "1.30"),
     ],
 )
 def test_labels_anywhere_on_a_line_and_in_columns(profile, rows, field, value):
