@@ -60,6 +60,7 @@ MONTHS = {
 }  # fmt: skip
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9/\-.#_]*")
+_MERIDIEM = re.compile(r"\s*([AaPp])\.?\s?[Mm]\.?(?![A-Za-z])")
 _GAP_AT = re.compile(r"\s{2,}")
 _BORDERS = re.compile(r"[\t|\u2500-\u257f]")
 """Tabs, table borders and rules: printed as space between cells."""
@@ -310,7 +311,7 @@ class ReceiptParser:
             day = self._date(groups, m)
         except (ValueError, KeyError, TypeError):
             return None
-        clock = _clock(groups)
+        clock = _clock(groups, lines[index][m.end() :])
         if clock is None:
             rest = lines[index][m.end() :]
             for text in (rest, lines[index + 1] if index + 1 < len(lines) else ""):
@@ -345,7 +346,7 @@ class ReceiptParser:
     def _time_in(self, text: str) -> tuple[int, int, int] | None:
         for pattern in self.times:
             for m in pattern.finditer(text):
-                clock = _clock(m.groupdict())
+                clock = _clock(m.groupdict(), text[m.end() :])
                 if clock is not None:
                     return clock
         return None
@@ -363,11 +364,16 @@ def _text_after(line: str, start: int, value_of: ValueOf) -> tuple[Any, int]:
     return None, start
 
 
-def _clock(groups: dict[str, str | None]) -> tuple[int, int, int] | None:
+def _clock(groups: dict[str, str | None], after: str = "") -> tuple[int, int, int] | None:
+    """Hour, minute, second; ``after`` is the text that follows the time, where
+    ``AM``/``PM`` (``a.m.``, ``pm``) turns a 12-hour clock into 24 hours."""
     if not groups.get("H") or not groups.get("M"):
         return None
     hour, minute = int(groups["H"] or 0), int(groups["M"] or 0)
     second = int(groups.get("S") or 0)
+    meridiem = _MERIDIEM.match(after)
+    if meridiem and 1 <= hour <= 12:
+        hour = hour % 12 + (12 if meridiem[1].lower() == "p" else 0)
     if hour > 23 or minute > 59 or second > 59:
         return None
     return hour, minute, second

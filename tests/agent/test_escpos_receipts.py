@@ -181,6 +181,10 @@ def test_receipt_number_labels_in_indonesian_and_english(profile, rows, number):
         ("id", "Tanggal 02/28/2026", "2026-02-28"),  # only month-first is a date
         ("en", "Date 28/02/2026", "2026-02-28"),  # only day-first is a date
         ("en", "2026-02-09 10:00", "2026-02-09T10:00:00"),  # year first: ISO order
+        ("en", "Time: 8/21/2025, 9:41:58 PM", "2025-08-21T21:41:58"),
+        ("en", "Monday 6th of April 2015 02:56:25 PM", "2015-04-06T14:56:25"),
+        ("en", "Feb. 22, 2019 12:05 am", "2019-02-22T00:05:00"),
+        ("id", "Sabtu, 1 Agustus 2026 12:30", "2026-08-01T12:30:00"),
     ],
 )
 def test_numeric_dates_by_the_locale(profile, locale, text, stamp):
