@@ -27,7 +27,16 @@ def _parser() -> argparse.ArgumentParser:
             "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="central.yaml (%(default)s)"
         )
 
-    with_config(sub.add_parser("run", help="run central until SIGTERM / Ctrl-C"))
+    p = sub.add_parser("run", help="run central until SIGTERM / Ctrl-C")
+    with_config(p)
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="ingest processes sharing one MQTT shared subscription; one HTTP API (%(default)s)",
+    )
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     p = sub.add_parser("check", help="validate the config, connect to the broker and InfluxDB")
     with_config(p)
     p.add_argument("--offline", action="store_true", help="skip the connection tests")
@@ -94,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"expected a number of workers from 1 to 64, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()  # without a timestamp when standard error is the journal
@@ -120,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return check(config, offline=args.offline)
     if args.command == "token":
         return token_command(config, args)
-    return run(config, args.config)
+    return run(config, args.config, args.workers, args.worker_index)
 
 
 def token_command(config: CentralConfig, args: argparse.Namespace) -> int:
@@ -143,18 +158,21 @@ def token_command(config: CentralConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def run(config: CentralConfig, path: Path | None = None) -> int:
+def run(config: CentralConfig, path: Path, workers: int = 1, index: int = 0) -> int:
     from central.ingest import tune_gc
     from central.service import Central, serve
+    from central.workers import Workers, run_worker, worker_config
 
     tune_gc()
-
+    config = worker_config(config, index, workers)
     try:
+        if index:
+            return run_worker(config, index, path)
         central = Central(config, config_path=path)
     except ConfigError as exc:
         exc.report()
         return 2
-    asyncio.run(serve(central))
+    asyncio.run(serve(central, Workers(path, workers) if workers > 1 else None))
     return 0
 
 

@@ -196,6 +196,10 @@ class Ingest:
             "resumed" if flags.session_present else "new",
         )
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.subscriptions()])
+        if self.config.mqtt.shared_group and flags.session_present:
+            # a session kept from a single-worker run: its plain subscriptions would
+            # deliver every message to this worker a second time
+            client.unsubscribe([subscription(kind) for kind in SUBSCRIBED_KINDS])
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, codes: Any, props: Any

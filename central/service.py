@@ -6,10 +6,12 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from central.alerts import AlertService
+from central.alerts.lease import make_lease
 from central.alerts.rules import OfflineRule
 from central.commands import Commands
 from central.config import CentralConfig, load_config
@@ -21,6 +23,9 @@ from central.queries import Queries, make_queries
 from central.registry import Registry
 from central.tokens import TokenStore, token_store
 from wire.configfile import ConfigError
+
+if TYPE_CHECKING:
+    from central.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,12 @@ class Central:
         self.observers: list[Observer] = []
         self.ingest = Ingest(config, self.registry, self.writer, self.metrics, self.observers)
         # raises ConfigError: bad rules
-        self.alerts = AlertService(config, self.registry, on_delivery=self.metrics.delivery)
+        self.alerts = AlertService(
+            config,
+            self.registry,
+            on_delivery=self.metrics.delivery,
+            lease=make_lease(url, config.data_dir),
+        )
         self.metrics.webhooks(hook.name for hook in config.webhooks)
         self.metrics.scraped(
             "pantau_gateways",
@@ -58,6 +68,12 @@ class Central:
             "Incidents firing now, by rule and severity (acknowledged and silenced included).",
             ["rule", "severity"],
             self.alerts.firing_counts,
+        )
+        self.metrics.scraped(
+            "pantau_alerts_leader",
+            "1 on the worker that evaluates alert rules and sends webhooks, else 0.",
+            [],
+            lambda: {(): float(self.alerts.leading)},
         )
         self.ingest.observers.append(self.alerts.observe)
         self.commands = Commands(self.ingest.client, self.ingest.connected)
@@ -163,8 +179,9 @@ class Central:
         return self.ingest.ready
 
 
-async def serve(central: Central) -> None:
-    """Run the HTTP API until SIGTERM/SIGINT, then stop ingest cleanly."""
+async def serve(central: Central, workers: "Workers | None" = None) -> None:
+    """Run the HTTP API until SIGTERM/SIGINT, then stop ingest cleanly. ``workers``:
+    more ingest processes to start with it and stop with it (``--workers N``)."""
     import uvicorn
 
     from central.api.app import create_app
@@ -188,8 +205,12 @@ async def serve(central: Central) -> None:
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
     loop.add_signal_handler(signal.SIGHUP, central.reload)  # webhooks and rules file
     central.start()
+    if workers is not None:
+        workers.start()
     try:
         await server.serve()
     finally:
         log.info("central stopping")
+        if workers is not None:
+            await asyncio.to_thread(workers.stop)
         await asyncio.to_thread(central.stop)

@@ -10,6 +10,13 @@ Across restarts: firing incidents are loaded back into the engine as firing, so
 they never fire again; fresh data (which the broker kept for us while we were
 down) resolves them as usual, and the resolution is sent. Outbox rows that were
 waiting are delivered after the restart.
+
+Several workers: only the holder of the alert lease (``central.alerts.lease``)
+evaluates rules and delivers webhooks; the others only serve the API over the
+shared store. A worker that takes the lease over starts from the stored incidents
+exactly as after a restart, so nothing fires twice. When ingest is split over a
+shared subscription, the leader reads every gateway through its own feed
+(``central.alerts.feed``) instead of its share of ingest.
 """
 
 import json
@@ -26,7 +33,9 @@ from zoneinfo import ZoneInfo
 import wire
 from central.alerts import payload
 from central.alerts.engine import Engine, Transition
+from central.alerts.feed import Feed
 from central.alerts.incidents import Incidents, subject_of
+from central.alerts.lease import RETRY, Lease
 from central.alerts.outbox import Hook, Outbox
 from central.alerts.rules import LevelsRule, RuleSet, load_rules
 from central.alerts.schedule import DEFAULT_TIMEZONE, zone
@@ -55,9 +64,12 @@ class AlertService:
         now: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_delivery: Callable[[str, str], None] | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> None:
         """Raises ``wire.configfile.ConfigError`` when the rules file is bad.
-        ``on_delivery(webhook, outcome)`` counts each webhook delivery attempt."""
+        ``on_delivery(webhook, outcome)`` counts each webhook delivery attempt.
+        ``lease``: lead only while holding it (None: always lead, as tests do)."""
         self.config = config
         self.registry = registry
         self.now = now
@@ -90,19 +102,27 @@ class AlertService:
         self._next_inventory = 0.0
         self._next_tick = 0.0
         self.reload_error: list[str] = []
-        self._restore()
+        self.lease = lease
+        self._feed: Feed | None = None
+        self.leading = lease is None or lease.acquire()
+        if self.leading:
+            self._restore()
 
     # ingest observer (paho's thread: queue only)
 
     def observe(self, kind: str, message: Any) -> None:
+        if self.leading and self._feed is None:
+            self._queue.put((kind, message))
+
+    def _from_feed(self, kind: str, message: Any) -> None:
         self._queue.put((kind, message))
 
     # lifecycle
 
     def start(self) -> None:
-        self.outbox.abandon_unknown()
-        self.outbox.start()
         self._stop.clear()
+        if self.leading:
+            self._start_leading()
         self._thread = threading.Thread(target=self._run, name="alert-engine", daemon=True)
         self._thread.start()
 
@@ -112,17 +132,88 @@ class AlertService:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
-        try:
-            with self._lock:
-                self._drain()  # what ingest handed us before it stopped
-        except Exception:
-            log.exception("alert engine error while stopping")
+        if self._feed is not None:
+            self._feed.stop()
+        if self.leading:
+            try:
+                with self._lock:
+                    self._drain()  # what ingest handed us before it stopped
+            except Exception:
+                log.exception("alert engine error while stopping")
         self.outbox.stop()
         self.store.close()
+        if self.lease is not None:
+            self.lease.release()
+
+    def _lead(self) -> None:
+        """This worker took the lease: start from the stored incidents, as after a restart."""
+        assert self.lease is not None
+        log.warning("this worker now evaluates alert rules and sends webhooks (%s)",
+                    self.lease.describe())  # fmt: skip
+        with self._lock:
+            self.engine = Engine(
+                self.engine.rules, self.now, self.timezone_of, self.config.alerts.max_reading_age
+            )
+            while not self._queue.empty():  # a follower queues nothing; be sure
+                self._queue.get_nowait()
+            self.leading = True
+            self._next_tick = self._next_inventory = 0.0
+            self._restore()
+            self._start_leading()
+
+    def _start_leading(self) -> None:
+        self.outbox.abandon_unknown()
+        self.outbox.start()
+        if self.lease is not None and self.config.mqtt.shared_group:
+            self._feed = Feed(self.config, self._from_feed)
+            self._feed.start()
+
+    def _follow(self) -> None:
+        """The lease is gone (PostgreSQL unreachable): stop at once; another worker leads."""
+        log.error("lost the alert lease: this worker stops evaluating alert rules")
+        with self._lock:
+            self.leading = False
+            if self._feed is not None:
+                self._feed.stop()
+                self._feed = None
+            self.outbox.stop()
 
     def _run(self) -> None:
-        interval = self.config.alerts.evaluation_interval
+        if self.lease is not None:
+            self._campaign()
+        else:
+            self._evaluate(lambda: True)
+
+    def _try_lead(self) -> bool:
+        assert self.lease is not None
+        try:
+            if not self.lease.acquire():
+                return False
+            self._lead()
+        except Exception:
+            log.exception("could not take over alerting")
+            self._follow()
+            self.lease.release()
+            return False
+        return True
+
+    def _campaign(self) -> None:
+        """Follow until the lease is ours, lead while it stays ours, and again."""
+        assert self.lease is not None
+        lease = self.lease
         while not self._stop.is_set():
+            if not self.leading and not self._try_lead():
+                self._stop.wait(RETRY)
+                continue
+            self._evaluate(_Every(RETRY, lease.held))
+            if not self._stop.is_set():
+                self._follow()
+                lease.release()
+                self._stop.wait(RETRY)
+
+    def _evaluate(self, still_ours: Callable[[], bool]) -> None:
+        interval = self.config.alerts.evaluation_interval
+        while not self._stop.is_set() and still_ours():
             timeout = max(0.0, min(interval, self._next_tick - self.now()))
             try:
                 item = self._queue.get(timeout=timeout)
@@ -207,6 +298,8 @@ class AlertService:
     # transitions → incidents → outbox
 
     def _apply(self, transitions: list[Transition]) -> None:
+        if not self.leading:
+            return  # another worker records and notifies
         for t in transitions:
             try:
                 self._record(t)
@@ -398,6 +491,21 @@ class AlertService:
         if self.silences.matching(row["labels"], self.now() if now is None else now):
             return "silenced"
         return "acknowledged" if row["acked_at"] else "firing"
+
+
+class _Every:
+    """``check()`` at most every ``seconds``; True in between."""
+
+    def __init__(self, seconds: float, check: Callable[[], bool]) -> None:
+        self.seconds = seconds
+        self.check = check
+        self.last = time.monotonic()
+
+    def __call__(self) -> bool:
+        if time.monotonic() - self.last < self.seconds:
+            return True
+        self.last = time.monotonic()
+        return self.check()
 
 
 def _json(text: str) -> Any:
