@@ -61,6 +61,8 @@ MONTHS = {
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9/\-.#_]*")
 _MERIDIEM = re.compile(r"\s*([AaPp])\.?\s?[Mm]\.?(?![A-Za-z])")
+_WORDLIKE = re.compile(r"\w{3}", re.UNICODE)
+"""Three letters or digits in a row: the receipt printed some text."""
 _GAP_AT = re.compile(r"\s{2,}")
 _BORDERS = re.compile(r"[\t|\u2500-\u257f]")
 """Tabs, table borders and rules: printed as space between cells."""
@@ -157,9 +159,10 @@ class ReceiptParser:
 
     def _parse(self, lines: list[str], graphics: int) -> ParsedReceipt:
         lines = [_BORDERS.sub(" ", line).strip() for line in lines]
+        if graphics and not any(_WORDLIKE.search(line) for line in lines):
+            # images, and at most stray characters (an unknown command's parameters)
+            return ParsedReceipt(error=IMAGE_ONLY, image_only=True)
         if not any(lines):
-            if graphics:
-                return ParsedReceipt(error=IMAGE_ONLY, image_only=True)
             return ParsedReceipt(error=NO_TEXT)
         evidence = guess_decimal_mark(lines)
         self._by_currency = evidence is None

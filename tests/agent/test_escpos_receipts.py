@@ -166,6 +166,9 @@ def test_labels_anywhere_on_a_line_and_in_columns(profile, rows, field, value):
         (["DATE                  SLIP #", "Feb. 22, 2019         12345"], "12345"),
         (["Shop No. 42.", "Table No: 7"], None),
         (["Order: Dine In"], None),
+        (["Invoice 20261123-07"], "20261123-07"),
+        (["Struk  ST/2611/9"], "ST/2611/9"),
+        (["Order 2 items"], None),
     ],
 )
 def test_receipt_number_labels_in_indonesian_and_english(profile, rows, number):
@@ -272,6 +275,20 @@ def test_each_command_takes_exactly_its_documented_bytes(command):
     tokens = tokenize(command + b"Rp 5.000\n")
     text = b"".join(t.raw for t in tokens if t.kind == "text")
     assert text == b"Rp 5.000"
+
+
+def test_images_with_only_stray_characters_are_image_only(profile):
+    # an unknown command's parameter bytes printed as a letter or two
+    raster = GS + b"v0\x00" + dots(1) + dots(1) + b"\xff"
+    [receipt] = read(profile, raster + ESC + b"\x7fq" + b"\n" + raster + GS + b"V\x00")
+    assert receipt["image_only"] is True and receipt["total"] is None
+
+
+def test_service_tax_is_tax_not_service(profile):
+    out = ReceiptParser(with_locale(profile, "en-MY")).parse(
+        ["Service Tax 6%  RM 0.60", "Total RM 10.60"]
+    )
+    assert (out.service, out.tax, out.total) == (None, Decimal("0.60"), Decimal("10.60"))
 
 
 def test_a_receipt_of_images_only_is_flagged_not_missing_a_total(profile):
