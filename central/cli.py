@@ -86,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=30.0, help="seconds to wait for the gateway (%(default)s)"
     )
 
+    letters = sub.add_parser("dead-letters", help="messages central refused").add_subparsers(
+        dest="dead_letters_command", required=True, metavar="ACTION"
+    )
+    p = letters.add_parser(
+        "replay",
+        help="after a fix: store the dead letters again (those stored are deleted, "
+        "those refused again stay with the new reason)",
+    )
+    with_config(p)
+    p.add_argument("--reason", help="only letters with this reason (e.g. influx_rejected)")
+    p.add_argument("--gateway", help="only letters from this gateway")
+
     rules = sub.add_parser("rules", help="alert rules tools").add_subparsers(
         dest="rules_command", required=True, metavar="ACTION"
     )
@@ -135,7 +147,33 @@ def main(argv: list[str] | None = None) -> int:
         return check(config, offline=args.offline)
     if args.command == "token":
         return token_command(config, args)
+    if args.command == "dead-letters":
+        return replay_command(config, args)
     return run(config, args.config, args.workers, args.worker_index)
+
+
+def replay_command(config: CentralConfig, args: argparse.Namespace) -> int:
+    """``dead-letters replay``: 0 when every chosen letter was stored, 1 when some were
+    refused again, 3 when InfluxDB can't take writes now (run it again later)."""
+    from central.database import target
+    from central.influx import make_writer
+    from central.registry import Registry
+    from central.replay import Replayer
+
+    registry = Registry(target(config.database.url, config.data_dir, "registry.db"))
+    writer = make_writer(config.influx)
+    try:
+        result = Replayer(config, registry, writer).replay(args.reason, args.gateway)
+    finally:
+        writer.close()
+        registry.close()
+    print(f"replayed: {result.stored} stored, {result.refused} refused again")
+    for reason, count in sorted(result.reasons.items()):
+        print(f"  refused again: {count} {reason}")
+    if result.held:
+        print(f"error: stopped, InfluxDB can't take writes now: {result.held}", file=sys.stderr)
+        return 3
+    return 1 if result.refused else 0
 
 
 def token_command(config: CentralConfig, args: argparse.Namespace) -> int:

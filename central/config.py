@@ -213,6 +213,8 @@ class DashboardSection(Section):
     session_max_age: Duration = Duration(12 * 3600.0)  # a sign-in lasts this long
     # map tiles when the command center can reach a tile server (else the bundled outline)
     map_tiles: TileUrl | None = None
+
+
 class LimitsSection(Section):
     """What one gateway may make central store and remember, checked before anything is
     stored or cached. Readings beyond a limit are not stored; their message is
@@ -233,6 +235,8 @@ class CentralConfig(Section, kw_only=True):  # kw_only spelled out for mypy
     api: ApiSection = msgspec.field(default_factory=ApiSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
     dead_letters_max: Annotated[int, msgspec.Meta(ge=10)] = 10_000
+    dead_letters_max_age: Duration = Duration(30 * 86400.0)  # older ones are deleted
+    dead_letters_max_mb: Annotated[int, msgspec.Meta(ge=1)] = 256  # then the oldest, past this
     offline_after: Duration = Duration(180.0)  # a gateway silent this long shows as offline
     rules_file: Path | None = None
     webhooks: list[WebhookSection] = msgspec.field(default_factory=list)

@@ -181,6 +181,23 @@ class Metrics:
         )
         for reason in ("wrong_type", "limit"):
             self._refused_readings.labels(reason)
+        self._pruned = Counter(
+            "pantau_dead_letters_pruned",
+            "Dead letters deleted by retention, by why (age: dead_letters_max_age; size: "
+            "dead_letters_max_mb; count: dead_letters_max is enforced as they arrive).",
+            ["why"],
+            registry=registry,
+        )
+        self._replayed = Counter(
+            "pantau_dead_letters_replayed",
+            "Dead letters replayed through the API, by outcome (stored, refused again).",
+            ["outcome"],
+            registry=registry,
+        )
+        for why in ("age", "size"):
+            self._pruned.labels(why)
+        for outcome in ("stored", "refused"):
+            self._replayed.labels(outcome)
         self._site_ignored = Counter(
             "pantau_payload_site_ignored",
             "Messages whose payload named another site than the registry has (ignored).",
@@ -218,6 +235,13 @@ class Metrics:
 
     def write_failed(self, kind: str) -> None:
         self._write_errors.labels(kind).inc()
+
+    def dead_letters_pruned(self, why: str, count: int) -> None:
+        self._pruned.labels(why).inc(count)
+
+    def dead_letters_replayed(self, stored: int, refused: int) -> None:
+        self._replayed.labels("stored").inc(stored)
+        self._replayed.labels("refused").inc(refused)
 
     def refused_readings(self, reason: str, count: int) -> None:
         self._refused_readings.labels(reason).inc(count)

@@ -368,6 +368,66 @@ class Registry:
             row = self._exec("SELECT COUNT(*) AS n FROM dead_letters")
         return int(row.rows[0]["n"])
 
+    def dead_letters_to_replay(
+        self, reason: str | None = None, gateway: str | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
+        """Oldest first, 100 at a time from id ``after`` (the raw payload as bytes)."""
+        sql = "SELECT * FROM dead_letters WHERE id > ?"
+        args: list[Any] = [after]
+        for clause, value in (("reason = ?", reason), ("gateway = ?", gateway)):
+            if value is not None:
+                sql += " AND " + clause
+                args.append(value)
+        rows = self._exec(sql + " ORDER BY id LIMIT 100", tuple(args)).fetchall()
+        return [{**row, "payload": bytes(row["payload"])} for row in rows]
+
+    def forget_dead_letter(self, letter_id: int) -> None:
+        """A dead letter replayed and stored: it is gone."""
+        self._exec("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+
+    def refuse_again(
+        self, letter_id: int, reason: str, detail: str, lines: list[str] | None = None
+    ) -> None:
+        """A replay refused again: the letter stays, with the new reason (and lines)."""
+        self._exec(
+            "UPDATE dead_letters SET reason = ?, detail = ?, lines = ? WHERE id = ?",
+            (reason, detail[:2000], "\n".join(lines) if lines else None, letter_id),
+        )
+
+    def prune_dead_letters(
+        self, max_age: float, max_bytes: int, now: float | None = None
+    ) -> dict[str, int]:
+        """Delete dead letters older than ``max_age`` seconds, then the oldest until they
+        take at most ``max_bytes``; returns how many went, by why (``age``, ``size``)."""
+        now = time.time() if now is None else now
+        pruned = {"age": 0, "size": 0}
+        with self._lock:
+            cur = self._db.execute("DELETE FROM dead_letters WHERE received < ?", (now - max_age,))
+            pruned["age"] = max(cur.rowcount, 0)
+            while self.dead_letter_stats()["bytes"] > max_bytes:
+                oldest = self._db.rows("SELECT id FROM dead_letters ORDER BY id LIMIT 100")
+                if not oldest:
+                    break
+                cur = self._db.execute(
+                    "DELETE FROM dead_letters WHERE id <= ?", (oldest[-1]["id"],)
+                )
+                pruned["size"] += max(cur.rowcount, 0)
+        return pruned
+
+    def dead_letter_stats(self) -> dict[str, Any]:
+        """``by_reason`` counts, stored ``bytes`` and the ``oldest`` received time."""
+        rows = self._exec(
+            "SELECT reason, COUNT(*) AS n, "
+            "SUM(LENGTH(payload) + COALESCE(LENGTH(lines), 0)) AS bytes, "
+            "MIN(received) AS oldest FROM dead_letters GROUP BY reason"
+        ).rows
+        oldest = [r["oldest"] for r in rows if r["oldest"] is not None]
+        return {
+            "by_reason": {r["reason"]: int(r["n"]) for r in rows},
+            "bytes": sum(int(r["bytes"] or 0) for r in rows),
+            "oldest": min(oldest) if oldest else None,
+        }
+
     def get_dead_letter(self, letter_id: int) -> dict[str, Any] | None:
         row = self._exec("SELECT * FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
         return _letter(row) if row else None

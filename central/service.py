@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -75,6 +75,29 @@ class Central:
             [],
             lambda: {(): float(self.alerts.leading)},
         )
+        self._stats: dict[str, Any] = {}
+        self._stats_at = -10.0
+        self.metrics.scraped(
+            "pantau_dead_letters",
+            "Dead letters stored now, by reason (replay them after a fix: "
+            "pantau-central dead-letters replay).",
+            ["reason"],
+            lambda: {(r,): float(n) for r, n in self._dead_letter_stats()["by_reason"].items()},
+        )
+        self.metrics.scraped(
+            "pantau_dead_letters_bytes",
+            f"Bytes the dead letters take (kept under dead_letters_max_mb, "
+            f"{config.dead_letters_max_mb} MiB).",
+            [],
+            lambda: {(): float(self._dead_letter_stats()["bytes"])},
+        )
+        self.metrics.scraped(
+            "pantau_dead_letters_oldest_age_seconds",
+            f"Age of the oldest dead letter (kept at most dead_letters_max_age, "
+            f"{config.dead_letters_max_age:g} s); 0 when there are none.",
+            [],
+            lambda: {(): self._oldest_age()},
+        )
         self.ingest.observers.append(self.alerts.observe)
         self.commands = Commands(self.ingest.client, self.ingest.connected)
         self.ingest.observers.append(self.commands.observe)
@@ -115,10 +138,35 @@ class Central:
         ]
         return min([self.config.offline_after, *afters])
 
+    def _oldest_age(self) -> float:
+        oldest = self._dead_letter_stats()["oldest"]
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest)
+
+    def prune_dead_letters(self) -> None:
+        """Dead letters past ``dead_letters_max_age`` or ``dead_letters_max_mb`` go."""
+        config = self.config
+        pruned = self.registry.prune_dead_letters(
+            config.dead_letters_max_age, config.dead_letters_max_mb * 1024 * 1024
+        )
+        for why, count in pruned.items():
+            if count:
+                self.metrics.dead_letters_pruned(why, count)
+                log.info("deleted %d dead letters (%s limit)", count, why)
+
+    def _dead_letter_stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        if now - self._stats_at > 1.0:  # one query for the three gauges of one scrape
+            self._stats, self._stats_at = self.registry.dead_letter_stats(), now
+        return self._stats
+
     def _housekeeping(self) -> None:
         self.ingest.probe_influx()  # says at once, and clearly, when InfluxDB is unreachable
+        rounds = 0
         while not self._stop.wait(2.0):
             try:
+                rounds += 1
+                if rounds % 30 == 1:  # every minute
+                    self.prune_dead_letters()
                 self.ingest.probe_influx()
                 self.registry.flush()
                 silent_since = time.time() - self.offline_after()

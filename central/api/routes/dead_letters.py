@@ -1,10 +1,10 @@
 """``/api/v1/dead-letters``: messages central refused, with the reason and the raw payload."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from central.api.deps import CentralDep, ReadToken
+from central.api.deps import AdminToken, CentralDep, ReadToken
 from central.api.schemas import DeadLetterPublic
 
 router = APIRouter(prefix="/api/v1/dead-letters", tags=["dead letters"])
@@ -23,6 +23,24 @@ def list_dead_letters(
     influx_rejected, internal."""
     rows = central.registry.dead_letters(limit, reason=reason, gateway=gateway, before=before)
     return [DeadLetterPublic.of(r) for r in rows]
+
+
+@router.post("/replay")
+def replay_dead_letters(
+    central: CentralDep,
+    _: AdminToken,
+    reason: Annotated[str | None, Query(description="only letters with this reason")] = None,
+    gateway: Annotated[str | None, Query(description="only letters from this gateway")] = None,
+) -> dict[str, Any]:
+    """After a fix (a raised limit, a corrected profile, data cleaned up in InfluxDB):
+    store the dead letters again, oldest first. Those stored are deleted; those refused
+    again stay with the new reason. ``held`` says why the replay stopped early when
+    InfluxDB can't take writes (run it again later)."""
+    from central.replay import Replayer
+
+    result = Replayer(central.config, central.registry, central.writer).replay(reason, gateway)
+    central.metrics.dead_letters_replayed(result.stored, result.refused)
+    return result.as_dict()
 
 
 @router.get("/{letter_id}", response_model=DeadLetterPublic)
