@@ -153,6 +153,7 @@ _FS_FIXED: dict[int, int] = {
     0x2D: 1,  # FS - n   Kanji underline
     0x2E: 0,  # FS .     Kanji mode off
     0x43: 1,  # FS C n   Kanji code system
+    0x3F: 2,  # FS ? c1 c2 cancel user-defined Kanji character
     0x53: 2,  # FS S n1 n2 Kanji spacing
     0x57: 1,  # FS W n   Kanji quadruple size
     0x70: 2,  # FS p n m print NV bit image
@@ -259,8 +260,15 @@ def _gs(buf: bytes | bytearray, i: int) -> Layout:
         return 4, buf[i + 2] * buf[i + 3] * 8, "GS *"
     if fn == 0x67:  # GS g 0 m nL nH / GS g 2 m nL nH  maintenance counters
         return 6, 0, "GS g"
-    if fn == 0x43:  # GS C 0 n m / GS C 2 nL nH  serial number counter (old)
-        return 5, 0, "GS C"
+    if fn == 0x43:  # GS C 0 n m / GS C 1 aL aH bL bH n r / GS C 2 nL nH  counters (old)
+        if not _have(buf, i, 3):
+            return None
+        sub = buf[i + 2]
+        if sub in (0x00, 0x30, 0x02, 0x32):
+            return 5, 0, "GS C"
+        if sub in (0x01, 0x31):
+            return 9, 0, "GS C"
+        return 2, 0, "GS ?"
     return 2, 0, "GS ?"
 
 
@@ -309,7 +317,7 @@ def _dle(buf: bytes | bytearray, i: int) -> Layout:
     if fn == 0x14:  # DLE DC4 fn ...  real-time requests
         if not _have(buf, i, 3):
             return None
-        extra = {1: 2, 2: 2, 7: 1, 8: 7}.get(buf[i + 2], 0)
+        extra = {1: 2, 2: 2, 3: 5, 7: 1, 8: 7}.get(buf[i + 2], 0)  # 3: a n r t1 t2 buzzer
         return 3 + extra, 0, "DLE DC4"
     # A DLE not followed by a real-time function is an ignored control byte.
     return 1, 0, "DLE"

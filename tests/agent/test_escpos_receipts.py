@@ -267,6 +267,11 @@ def test_cr_after_lf_style_lines_overprints_the_same_line(profile):
         FS + b"g1\x00\x00\x00\x00\x00" + dots(5) + b"TOTAL",  # NV user memory write
         FS + b"g2\x00\x00\x00\x00\x00" + dots(5),
         DC2 + b"q\x00",  # SII end of job
+        GS + b"C0\x05\x01",  # serial counter print mode
+        GS + b"C1\x01\x00\x09\x00\x01\x01",  # counter mode A
+        GS + b"C2\x01\x00",
+        FS + b"?\xa1\xa2",  # cancel a user-defined Kanji character
+        b"\x10\x14\x03\x01\x02\x03\x04\x05",  # DLE DC4 3: real-time buzzer
         GS + b"8L" + bytes([9, 0, 0, 0]) + b"0p0\x01\x011\x01\x00\x01",  # graphics, 1x1
         GS + b"(L" + dots(6) + b"0p0\x01\x011",
     ],
