@@ -310,7 +310,7 @@ class Ingest:
             return
         if kind == "health":  # the latest in the registry, the history in InfluxDB
             self.registry.health(message)
-            lines = [self.encoder.health(message)]
+            lines = [self.encoder.health(message, site)]
             self._enqueue(Pending(mid, self._generation, topic, gateway, lines, payload))
             return
         if kind == "state":

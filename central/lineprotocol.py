@@ -199,11 +199,12 @@ class Encoder:
             )
         return lines
 
-    def health(self, message: wire.Health) -> str:
+    def health(self, message: wire.Health, site: str | None = None) -> str:
         """``gateway_health,gateway=<g>,site=<s> uptime_s=..,buffer_depth=..,... <ts>``:
         the vitals the gateway sent (absent ones left out), and how many of its devices
-        it reports failing (``devices_failing``) out of ``devices``."""
-        tags = tag_set({"gateway": message.gateway, "site": message.site})
+        it reports failing (``devices_failing``) out of ``devices``. ``site``: the
+        registry's (ingest passes it); the message's own when not given."""
+        tags = tag_set({"gateway": message.gateway, "site": site or message.site})
         fields = [
             f"{name}={float(value)!r}"
             for name in HEALTH_FIELDS

@@ -245,6 +245,7 @@ def test_health_is_stored_in_influxdb_and_the_registry(
     c = _central(
         tmp_path, influx, influx_db, mqtt={"url": broker.url, "client_id": f"c-{gateway_id}"}
     )
+    c.registry.create_gateway(gateway_id, site="kota-ambon")  # the site is the registry's
     c.start()
     publisher = Publisher(broker.port, f"p-{gateway_id}")
     try:
@@ -277,7 +278,7 @@ def test_health_is_stored_in_influxdb_and_the_registry(
             f"SELECT * FROM gateway_health WHERE gateway = '{gateway_id}'", influx_db
         )["results"][0]["series"][0]["columns"]
         row = dict(zip(columns, rows[0], strict=True))
-        assert row["time"] == ts and row["site"] == "ambon"
+        assert row["time"] == ts and row["site"] == "kota-ambon"  # not the payload's "ambon"
         assert row["buffer_depth"] == 42.0 and row["dropped"] == 3.0
         assert row["devices_failing"] == 1.0 and row["uptime_s"] == 3725.0
 
