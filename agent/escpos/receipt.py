@@ -63,6 +63,7 @@ _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9/\-.#_]*")
 _MERIDIEM = re.compile(r"\s*([AaPp])\.?\s?[Mm]\.?(?![A-Za-z])")
 _WORDLIKE = re.compile(r"\w{3}", re.UNICODE)
 """Three letters or digits in a row: the receipt printed some text."""
+_TRAILING_WORDS = re.compile(r" ?[A-Za-z][A-Za-z.()]*(?: [A-Za-z][A-Za-z.()]*)*(?=$|\s{2,})")
 _GAP_AT = re.compile(r"\s{2,}")
 _BORDERS = re.compile(r"[\t|\u2500-\u257f]")
 """Tabs, table borders and rules: printed as space between cells."""
@@ -245,7 +246,9 @@ class ReceiptParser:
             # the value before it in the same cell ("Subtotal $12.95 Tax $1.30")
             before = amount_spans(line[home.start : start], self.thousands, self._hint)
             phrase = home.start + (before[-1][1] if before else 0)
-            segment = line[phrase : max(end, m.end())]
+            end = max(end, m.end())
+            tail = _TRAILING_WORDS.match(line, end)  # "Total: 3 items": words after the value
+            segment = line[phrase : tail.end() if tail else end]
             if any(x.search(segment) for x in rule.exclude):
                 continue
             if value is not None:

@@ -138,6 +138,8 @@ def test_tax_in_parentheses_is_still_tax(profile):
         (["Total Savings 2.00", "Balance Due $13.61"], "total", "13.61"),
         (["Total Discount -2.00", "Amount Due: USD 13.61"], "total", "13.61"),
         (["VAT 10% (included)  (1.30)", "Total 14.25"], "tax", "1.30"),
+        (["TAX INVOICE  #12345", "Tax 1.30", "Total 14.25"], "tax", "1.30"),
+        (["Total: 3 items", "Amount due 14.25"], "total", "14.25"),
     ],
 )
 def test_labels_anywhere_on_a_line_and_in_columns(profile, rows, field, value):
