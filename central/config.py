@@ -227,6 +227,15 @@ class LimitsSection(Section):
     name_length: Annotated[int, msgspec.Meta(ge=8, le=128)] = 64  # device, metric, site
 
 
+class ProvisioningSection(Section):
+    """``provisioning:``: the state directory ``pantau-provision`` uses, shared with
+    central, so its admin API can revoke and rotate gateway credentials."""
+
+    state: Path  # pantau-provision's --state / $PANTAU_PROVISION_STATE
+    broker_files: Path | None = None  # rewrite passwd, acl (and crl.pem) here after a change
+    bundles: Path | None = None  # rotated bundles go here (default: data_dir/bundles)
+
+
 class CentralConfig(Section, kw_only=True):  # kw_only spelled out for mypy
     mqtt: MqttSection = msgspec.field(default_factory=MqttSection)
     influx: InfluxSection
@@ -243,6 +252,7 @@ class CentralConfig(Section, kw_only=True):  # kw_only spelled out for mypy
     alerts: AlertsSection = msgspec.field(default_factory=AlertsSection)
     dashboard: DashboardSection = msgspec.field(default_factory=DashboardSection)
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
+    provisioning: ProvisioningSection | None = None
 
     def __post_init__(self) -> None:
         unique("webhooks", "webhook name", (hook.name for hook in self.webhooks))

@@ -101,15 +101,14 @@ def central_identity(
     return record, password
 
 
-def write_broker_config(state: ProvisionState, out: Path, opts: BrokerOptions) -> list[str]:
-    """Write passwd, acl, mosquitto.conf (and ca.crt, crl.pem) into ``out``; returns notes
-    to print. Revoked gateways are left out."""
+def write_access(state: ProvisionState, out: Path, central: CentralRecord) -> list[str]:
+    """Who may log in and publish what: ``passwd``, ``acl`` and, with a CA, ``crl.pem``
+    (and ``ca.crt``) in ``out``; revoked gateways are left out. Returns notes."""
     everyone = state.gateways()
-    if opts.central_user in {g.id for g in everyone}:
-        raise ProvisionError(f"central's username {opts.central_user!r} is also a gateway id")
+    if central.username in {g.id for g in everyone}:
+        raise ProvisionError(f"central's username {central.username!r} is also a gateway id")
     gateways = [g for g in everyone if g.revoked is None]
     revoked = [g.id for g in everyone if g.revoked is not None]
-    central, password = central_identity(state, opts)
     lines = [password_line(central.username, central.password_hash)]
     lines += [
         password_line(g.id, g.password_hash)
@@ -119,7 +118,6 @@ def write_broker_config(state: ProvisionState, out: Path, opts: BrokerOptions) -
     out.mkdir(parents=True, exist_ok=True)
     write_secret(out / "passwd", "".join(lines))
     write_file(out / "acl", acl_file([g.id for g in gateways], central.username))
-    write_file(out / "mosquitto.conf", mosquitto_conf(opts, state.has_ca))
     if state.has_ca:
         from provisioning import ca  # cryptography: only with a CA
 
@@ -128,10 +126,22 @@ def write_broker_config(state: ProvisionState, out: Path, opts: BrokerOptions) -
         write_file(out / "crl.pem", ca.crl(state.ca_dir, serials))
     notes = [
         f"{len(gateways)} gateway(s) + {central.username}: wrote passwd, acl"
-        f"{', crl.pem' if state.has_ca else ''} and mosquitto.conf to {out}"
+        f"{', crl.pem' if state.has_ca else ''} to {out}"
     ]
     if revoked:
         notes.append(f"left out (revoked): {', '.join(revoked)}")
+    return notes
+
+
+def write_broker_config(state: ProvisionState, out: Path, opts: BrokerOptions) -> list[str]:
+    """Write passwd, acl, mosquitto.conf (and ca.crt, crl.pem) into ``out``; returns notes
+    to print. Revoked gateways are left out."""
+    if opts.central_user in {g.id for g in state.gateways()}:
+        raise ProvisionError(f"central's username {opts.central_user!r} is also a gateway id")
+    central, password = central_identity(state, opts)
+    notes = write_access(state, out, central)
+    write_file(out / "mosquitto.conf", mosquitto_conf(opts, state.has_ca))
+    notes[0] = notes[0].replace(f" to {out}", f" and mosquitto.conf to {out}")
     if password is not None:
         write_secret(out / "central.password", password + "\n")
         notes.append(

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 import wire
 from central.api.routes import (
     alerts,
+    credentials,
     dead_letters,
     gateway_config,
     gateway_page,
@@ -40,6 +41,7 @@ def create_app(settings: CentralConfig, central: Central) -> FastAPI:
     app.include_router(sites.router)
     app.include_router(gateways.router)
     app.include_router(gateway_config.router)
+    app.include_router(credentials.router)
     app.include_router(readings.router)
     app.include_router(dead_letters.router)
     for router in (alerts.router, incidents.router, silences.router, webhooks.router):
