@@ -34,6 +34,7 @@ class Client:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
         c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
         c.on_message = lambda _c, _u, m: self.messages.put((m.topic, m.payload))
         c.on_subscribe = self._on_subscribe
         self.client = c
@@ -43,6 +44,13 @@ class Client:
         self.reason = str(rc)
         self.ok = not rc.is_failure
         self.connected.set()
+
+    def _on_disconnect(self, _c, _u, _f, rc, _p) -> None:
+        # dropped before any CONNACK (a refused client certificate): a refusal, at once
+        if not self.connected.is_set():
+            self.reason = str(rc)
+            self.ok = False
+            self.connected.set()
 
     def _on_subscribe(self, _c, _u, _mid, codes, _p) -> None:
         self.granted = [getattr(c, "value", c) for c in codes]

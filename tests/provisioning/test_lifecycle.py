@@ -91,7 +91,7 @@ def broker(run, tmp_path: Path) -> Iterator:
 
 def login(port: int, user: str, password: str) -> bool:
     client = Client(port, user, password)
-    ok = client.connect(timeout=3)
+    ok = client.connect(timeout=10)
     if ok:
         client.close()
     return ok
@@ -161,7 +161,7 @@ def tls_login(broker: Broker, folder: Path) -> bool:
         broker.tls_port,
         tls=(broker.dir / "ca.crt", folder / "client.crt", folder / "client.key"),
     )
-    ok = client.connect(timeout=3)
+    ok = client.connect(timeout=10)
     if ok:
         client.close()
     return ok
