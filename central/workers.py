@@ -39,7 +39,14 @@ def worker_config(config: CentralConfig, index: int, workers: int) -> CentralCon
         return config
     group = config.mqtt.shared_group or SharedGroup(DEFAULT_GROUP)
     client_id = config.mqtt.client_id if index == 0 else f"{config.mqtt.client_id}-{index}"
-    mqtt = msgspec.structs.replace(config.mqtt, shared_group=group, client_id=client_id)
+    # a broker set up by `pantau-provision broker-config --central-workers N` makes each
+    # username the client id, so every worker logs in as its own user (same password)
+    username = config.mqtt.username
+    if username and index:
+        username = f"{username}-{index}"
+    mqtt = msgspec.structs.replace(
+        config.mqtt, shared_group=group, client_id=client_id, username=username
+    )
     return msgspec.structs.replace(config, mqtt=mqtt)
 
 

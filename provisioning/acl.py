@@ -25,11 +25,12 @@ def central_acl(username: str = DEFAULT_CENTRAL_USER) -> str:
     )
 
 
-def acl_file(gateway_ids: list[str], central_user: str = DEFAULT_CENTRAL_USER) -> str:
+def acl_file(gateway_ids: list[str], *central_users: str) -> str:
     header = (
         "# Pantau broker ACL, written by pantau-provision. Regenerate with\n"
         "# `pantau-provision broker-config`; hand edits are overwritten.\n"
         "# Anything not allowed here is denied.\n\n"
     )
-    blocks = [central_acl(central_user), *(gateway_acl(g) for g in sorted(gateway_ids))]
+    users = central_users or (DEFAULT_CENTRAL_USER,)
+    blocks = [*(central_acl(u) for u in users), *(gateway_acl(g) for g in sorted(gateway_ids))]
     return header + "\n".join(blocks)

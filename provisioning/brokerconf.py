@@ -14,6 +14,9 @@ from provisioning.state import CentralRecord, GatewayRecord, ProvisionState
 
 CONF_DIR = "/etc/mosquitto/pantau"
 PERSISTENCE_DIR = "/var/lib/mosquitto/"
+AUTOSAVE_CHANGES = 100
+"""mosquitto saves its persistence file after this many changes (``autosave_on_changes``);
+docs/provisioning.md has what a crash loses, measured with bench/broker_crash_window.py."""
 
 
 @dataclass
@@ -25,6 +28,8 @@ class BrokerOptions:
     persistence_dir: str = PERSISTENCE_DIR
     central_user: str = DEFAULT_CENTRAL_USER
     rotate_central: bool = False
+    central_workers: int = 1  # central run --workers N: users <central_user>-1 ... -<N-1> too
+    autosave_changes: int = AUTOSAVE_CHANGES
 
 
 def mosquitto_conf(opts: BrokerOptions, tls: bool) -> str:
@@ -39,6 +44,10 @@ per_listener_settings false
 
 # Gateways and central log in with a username and password.
 listener {opts.port}{bind}
+# The broker replaces the client id a client sends with its username: no one can
+# take over another's session (e.g. connect with central's client id and wipe or
+# steal its queue), whatever client id they send.
+use_username_as_clientid true
 allow_anonymous false
 password_file {opts.conf_dir}/passwd
 acl_file {opts.conf_dir}/acl
@@ -54,6 +63,7 @@ certfile {opts.conf_dir}/server.crt
 keyfile {opts.conf_dir}/server.key
 require_certificate true
 use_identity_as_username true
+use_username_as_clientid true
 # Client certificates revoked with `pantau-provision gateway revoke` or replaced by
 # `gateway rotate` are refused during the TLS handshake.
 crlfile {opts.conf_dir}/crl.pem
@@ -61,10 +71,13 @@ crlfile {opts.conf_dir}/crl.pem
     text += f"""
 # Keep sessions and queued QoS 1 messages across a broker restart: central's
 # persistent session must not lose what arrived while it was down. A crash
-# (kill -9, power cut) loses what changed since the last autosave.
+# (kill -9, power cut) loses what changed since the last save: saving after every
+# {opts.autosave_changes} changes (not every 60 s) bounds that to about
+# {opts.autosave_changes // 2} messages (docs/provisioning.md).
 persistence true
 persistence_location {opts.persistence_dir}
-autosave_interval 60
+autosave_on_changes true
+autosave_interval {opts.autosave_changes}
 
 # Queue limits Pantau needs. Stock mosquitto keeps only 1000 queued QoS 1 messages
 # per client and silently drops the rest: while central (or InfluxDB behind it) is
@@ -94,9 +107,16 @@ def central_identity(
     """Central's record, and its new password when one was just made (else None)."""
     record = state.central()
     if record is not None and record.username == opts.central_user and not opts.rotate_central:
+        if record.workers != opts.central_workers:
+            record = record.model_copy(update={"workers": opts.central_workers})
+            state.save_central(record)
         return record, None
     password = new_password()
-    record = CentralRecord(username=opts.central_user, password_hash=hash_password(password))
+    record = CentralRecord(
+        username=opts.central_user,
+        password_hash=hash_password(password),
+        workers=opts.central_workers,
+    )
     state.save_central(record)
     return record, password
 
@@ -105,11 +125,13 @@ def write_access(state: ProvisionState, out: Path, central: CentralRecord) -> li
     """Who may log in and publish what: ``passwd``, ``acl`` and, with a CA, ``crl.pem``
     (and ``ca.crt``) in ``out``; revoked gateways are left out. Returns notes."""
     everyone = state.gateways()
-    if central.username in {g.id for g in everyone}:
-        raise ProvisionError(f"central's username {central.username!r} is also a gateway id")
+    users = central.users()
+    clash = sorted(set(users) & {g.id for g in everyone})
+    if clash:
+        raise ProvisionError(f"central's username {clash[0]!r} is also a gateway id")
     gateways = [g for g in everyone if g.revoked is None]
     revoked = [g.id for g in everyone if g.revoked is not None]
-    lines = [password_line(central.username, central.password_hash)]
+    lines = [password_line(user, central.password_hash) for user in users]
     lines += [
         password_line(g.id, g.password_hash)
         for g in gateways
@@ -117,7 +139,7 @@ def write_access(state: ProvisionState, out: Path, central: CentralRecord) -> li
     ]
     out.mkdir(parents=True, exist_ok=True)
     write_secret(out / "passwd", "".join(lines))
-    write_file(out / "acl", acl_file([g.id for g in gateways], central.username))
+    write_file(out / "acl", acl_file([g.id for g in gateways], *users))
     if state.has_ca:
         from provisioning import ca  # cryptography: only with a CA
 
@@ -125,7 +147,7 @@ def write_access(state: ProvisionState, out: Path, central: CentralRecord) -> li
         serials = [serial for g in everyone for serial in revoked_serials(g)]
         write_file(out / "crl.pem", ca.crl(state.ca_dir, serials))
     notes = [
-        f"{len(gateways)} gateway(s) + {central.username}: wrote passwd, acl"
+        f"{len(gateways)} gateway(s) + {', '.join(users)}: wrote passwd, acl"
         f"{', crl.pem' if state.has_ca else ''} to {out}"
     ]
     if revoked:
@@ -136,8 +158,6 @@ def write_access(state: ProvisionState, out: Path, central: CentralRecord) -> li
 def write_broker_config(state: ProvisionState, out: Path, opts: BrokerOptions) -> list[str]:
     """Write passwd, acl, mosquitto.conf (and ca.crt, crl.pem) into ``out``; returns notes
     to print. Revoked gateways are left out."""
-    if opts.central_user in {g.id for g in state.gateways()}:
-        raise ProvisionError(f"central's username {opts.central_user!r} is also a gateway id")
     central, password = central_identity(state, opts)
     notes = write_access(state, out, central)
     write_file(out / "mosquitto.conf", mosquitto_conf(opts, state.has_ca))

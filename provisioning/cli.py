@@ -121,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
         help="central's broker username (%(default)s, as mqtt.username in central.yaml)",
     )
     p.add_argument("--rotate-central", action="store_true", help="give central a new password")
+    p.add_argument(
+        "--central-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="as `pantau-central run --workers N`: one broker user per worker "
+        "(<central-user>-1 ...), same password, since the broker makes the username each "
+        "client's id (%(default)s)",
+    )
 
     ca = sub.add_parser("ca", help="certificate authority for client certificates").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -308,6 +317,7 @@ def _broker_config(args: argparse.Namespace) -> int:
         persistence_dir=args.persistence_dir,
         central_user=args.central_user,
         rotate_central=args.rotate_central,
+        central_workers=args.central_workers,
     )
     _say(write_broker_config(_state(args), args.out, opts))
     return 0

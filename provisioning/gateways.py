@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from wire import gateway_id_ok
+from wire import gateway_id_ok, reserved_gateway_id
 
 TIMEZONES = {
     "Asia/Jakarta": "Asia/Jakarta",
@@ -43,6 +43,11 @@ class GatewaySpec:
 
 
 def check_id(value: str) -> str:
+    if reserved_gateway_id(value):
+        raise ValueError(
+            f"{value!r} is reserved (central's broker identities are 'pantau-central...', "
+            "and 'central' and names starting with '$' are refused too): pick another id"
+        )
     if not gateway_id_ok(value):
         raise ValueError(
             f"{value!r} is not a gateway id: use lowercase letters, digits and dashes, "

@@ -74,6 +74,12 @@ class GatewayRecord(_Record):
 class CentralRecord(_Record):
     username: str
     password_hash: str
+    workers: int = 1  # `pantau-central run --workers N`: a broker user per worker
+
+    def users(self) -> list[str]:
+        """Central's broker usernames, one per worker (the broker makes each username
+        that client's id): ``pantau-central``, ``pantau-central-1`` ..."""
+        return [self.username] + [f"{self.username}-{i}" for i in range(1, max(1, self.workers))]
 
 
 class Settings(_Record):

@@ -24,7 +24,14 @@ from wire.models import (
     ValueType,
     value_type,
 )
-from wire.topics import KINDS, UPLINK_KINDS, gateway_id_ok, parse_topic, topic
+from wire.topics import (
+    KINDS,
+    UPLINK_KINDS,
+    gateway_id_ok,
+    parse_topic,
+    reserved_gateway_id,
+    topic,
+)
 
 __version__ = "0.1.0"
 
@@ -53,6 +60,7 @@ __all__ = [
     "gateway_id_ok",
     "parse_duration",
     "parse_topic",
+    "reserved_gateway_id",
     "topic",
     "value_type",
 ]

@@ -15,6 +15,17 @@ def gateway_id_ok(gateway_id: str) -> bool:
     return bool(_GATEWAY_ID.match(gateway_id))
 
 
+RESERVED_IDS = ("central",)
+RESERVED_PREFIXES = ("pantau-central", "$")
+
+
+def reserved_gateway_id(gateway_id: str) -> bool:
+    """Names a gateway may not have: central's broker identities (``pantau-central``,
+    ``pantau-central-1``...), ``central``, and anything starting ``$`` (the broker's)."""
+    name = gateway_id.lower()
+    return name in RESERVED_IDS or name.startswith(RESERVED_PREFIXES)
+
+
 def topic(gateway_id: str, kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown topic kind {kind!r}; expected one of {', '.join(KINDS)}")

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from central.registry import normalize_timezone
-from wire.topics import gateway_id_ok
+from wire.topics import gateway_id_ok, reserved_gateway_id
 
 SiteName = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f/]+$")
@@ -90,6 +90,8 @@ class GatewayCreate(_Timezone):
     def _id(cls, value: str) -> str:
         if not gateway_id_ok(value):
             raise ValueError("lowercase letters, digits and dashes, 1-64, no leading/trailing dash")
+        if reserved_gateway_id(value):
+            raise ValueError("reserved: central's identities (pantau-central...) and 'central'")
         return value
 
 

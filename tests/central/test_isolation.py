@@ -2,8 +2,10 @@
 no setting can cost another gateway's readings; dead letters replay after a fix."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -177,3 +179,78 @@ def test_influxdb_refusing_writes_with_401_then_429_holds_everything_and_dead_le
         pub.close()
         central.stop()
         proxy.stop()
+
+
+def test_a_gateway_using_centrals_client_id_cannot_take_its_queued_readings(
+    tmp_path: Path, influx: InfluxDB, influx_db: str, monkeypatch
+) -> None:
+    """The broker configured by ``pantau-provision broker-config`` binds client ids to
+    usernames: a gateway sending central's client id (clean start) while central is down
+    neither wipes nor takes central's queue."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from provisioning.cli import main as provision
+    from scripts.services import find_binary, wait_port
+
+    monkeypatch.setenv("PANTAU_PROVISION_STATE", str(tmp_path / "state"))
+    port, bdir, persist = free_port(), tmp_path / "broker", tmp_path / "persist"
+    persist.mkdir()
+    bundles = tmp_path / "bundles"
+    assert provision(["gateway", "add", "gw-a", "--site", "S", "--broker", f"mqtt://127.0.0.1:{port}",
+                      "--out", str(bundles)]) == 0  # fmt: skip
+    assert provision(["broker-config", "--out", str(bdir), "--conf-dir", str(bdir),
+                      "--port", str(port), "--bind", "127.0.0.1",
+                      "--persistence-dir", f"{persist}/"]) == 0  # fmt: skip
+    user = "user root\n" if os.geteuid() == 0 else ""
+    (tmp_path / "run.conf").write_text(user + (bdir / "mosquitto.conf").read_text())
+    with open(tmp_path / "mosquitto.log", "wb") as out:
+        broker = subprocess.Popen(
+            [find_binary("mosquitto"), "-c", str(tmp_path / "run.conf")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    api = free_port()
+    config = central_yaml(
+        tmp_path / "central.yaml", f"mqtt://127.0.0.1:{port}", influx.url, influx_db,
+        tmp_path / "data", api,
+        mqtt={"client_id": "pantau-central", "username": "pantau-central",
+              "password_file": str(bdir / "central.password")},
+    )  # fmt: skip
+    central = CentralProcess(config, api, tmp_path / "central.log")
+    password = (bundles / "gw-a" / "mqtt.password").read_text().strip()
+    clients = []
+
+    def client(client_id: str, clean: bool) -> paho.Client:
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+        c.username_pw_set("gw-a", password)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        clients.append(c)
+        return c
+
+    try:
+        wait_port(port, proc=broker)
+        central.start()
+        wait_for(lambda: central.ready()["broker"], 10, "central subscribed")
+        central.stop()  # away: its persistent session queues for it
+        gateway = client("gw-a", clean=False)
+        infos = [
+            gateway.publish("pantau/v1/gw-a/telemetry", telemetry("gw-a", n + 1, 2 * n, 2), qos=1)
+            for n in range(50)
+        ]
+        for info in infos:
+            info.wait_for_publish(10)
+        thief = client("pantau-central", clean=True)  # central's client id, a clean start
+        time.sleep(1.0)
+        thief.disconnect()
+        central.start()
+        wait_for(lambda: len(counter_values(influx, influx_db, "gw-a")) >= 100, 30, "100 readings")
+        assert counter_values(influx, influx_db, "gw-a") == list(range(100))
+    finally:
+        for c in clients:
+            c.disconnect()
+            c.loop_stop()
+        central.stop()
+        broker.terminate()
+        broker.wait(10)

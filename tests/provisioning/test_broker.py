@@ -191,3 +191,25 @@ def test_one_central_username_in_example_config_broker_config_and_docs(run, tmp_
     provisioning = (root / "docs" / "provisioning.md").read_text()
     assert f"username `{user}`" in provisioning
     assert f"ca client-cert {user} " in provisioning
+
+
+@pytest.mark.parametrize("name", ["central", "pantau-central", "pantau-central-2", "$sys"])
+def test_gateway_add_refuses_reserved_names(run, tmp_path: Path, name: str) -> None:
+    r = run("gateway", "add", name, "--site", "S", "--broker", "mqtt://127.0.0.1:1883",
+            "--out", tmp_path / "b")  # fmt: skip
+    assert r.rc != 0
+    assert "is reserved" in r.err
+    assert not (tmp_path / "b" / name).exists()
+
+
+def test_broker_config_binds_client_ids_to_usernames_and_saves_on_changes(
+    run, tmp_path: Path
+) -> None:
+    assert run("broker-config", "--out", tmp_path / "b", "--central-workers", "3").rc == 0
+    conf = (tmp_path / "b" / "mosquitto.conf").read_text()
+    assert conf.count("use_username_as_clientid true") == 1  # the one password listener
+    assert "autosave_on_changes true\nautosave_interval 100\n" in conf
+    users = [line.split(":")[0] for line in (tmp_path / "b" / "passwd").read_text().splitlines()]
+    assert users == ["pantau-central", "pantau-central-1", "pantau-central-2"]
+    acl = (tmp_path / "b" / "acl").read_text()
+    assert all(f"user {u}\ntopic read pantau/v1/#\n" in acl for u in users)
