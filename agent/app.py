@@ -107,7 +107,7 @@ class Agent:
     def _use_devices(self, devices: Sequence[Device]) -> None:
         self.devices = list(devices)
         self.pollers = {
-            d.id: Poller(d.driver, self._on_samples, self.clock)
+            d.id: Poller(d.driver, self._on_samples, self.clock, events=self._on_event)
             for d in self.devices
             if not isinstance(d.driver, StreamDriver)
         }

@@ -217,6 +217,7 @@ def poll(devices: list[Device], only: str | None) -> int:
     import json
 
     from agent.clock import SystemClock
+    from agent.drivers import EventOut
     from agent.poller import Poller
 
     selected = [d for d in devices if only is None or d.id == only]
@@ -238,9 +239,13 @@ def poll(devices: list[Device], only: str | None) -> int:
                 line["error"] = s.error
             print(json.dumps(line, ensure_ascii=False), flush=True)
 
+    def on_event(device: str, event: EventOut) -> None:
+        line = {"device": device, "event": event.kind, "ts": event.ts, "data": event.data}
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+
     async def _poll_all() -> None:
         clock = SystemClock()
-        pollers = [Poller(d.driver, sink, clock) for d in selected]
+        pollers = [Poller(d.driver, sink, clock, events=on_event) for d in selected]
         at = clock.time()
         await asyncio.gather(*(p.poll(at) for p in pollers))
         for p in pollers:

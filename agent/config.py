@@ -103,6 +103,8 @@ class DeviceSection(Section):
     retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
     enabled: bool = True
     connection: dict[str, Any] = msgspec.field(default_factory=dict)
+    # numbers the profile's derived values need from this device (a bin's depth_cm)
+    settings: dict[str, Any] = msgspec.field(default_factory=dict)
 
     @property
     def poll_timeout(self) -> float:

@@ -3,7 +3,9 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import derived
 from agent.config import AgentConfig, DeviceSection
+from agent.derived import Derivation
 from agent.drivers import DeviceContext, Driver, PortClaim
 from agent.profiles import default_profiles_dir, load_profile, profile_path
 from wire.configfile import ConfigError
@@ -123,4 +125,25 @@ def build_device(
         timeout=section.poll_timeout,
         retries=section.retries,
     )
-    return Device(section, driver_cls(context, profile, connection))
+    driver = driver_cls(context, profile, connection)
+    driver.derive = derivation(driver, section, source, where)
+    return Device(section, driver)
+
+
+def derivation(
+    driver: Driver, section: DeviceSection, source: str, where: str
+) -> Derivation | None:
+    """The profile's derived values and events with this device's settings; raises
+    ConfigError naming the device's setting or the profile's key."""
+    profile = driver.profile
+    problems = derived.check(
+        profile.derived, profile.events, profile.settings, (m for m, _ in driver.metrics())
+    )
+    if problems:
+        raise ConfigError([f"{source}: {where}.profile ({section.profile}): {p}" for p in problems])
+    values, problems = derived.device_settings(profile.settings, section.settings)
+    if problems:
+        raise ConfigError([f"{source}: {where}.{p} [device {section.id}]" for p in problems])
+    if not profile.derived and not profile.events:
+        return None
+    return Derivation(profile.derived, profile.events, values)

@@ -12,13 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.clock import Clock, next_tick
-from agent.drivers import Driver, DriverError, Sample
+from agent.drivers import Driver, DriverError, EventOut, Sample
 from wire import value_type
 
 log = logging.getLogger(__name__)
 
 ReadingSink = Callable[[str, int, list[Sample]], None]
 """Receives (device id, sample time in ms, samples)."""
+
+EventSink = Callable[[str, EventOut], None]
+"""Receives (device id, event) for events a poll raised (a bin's pickup)."""
 
 
 @dataclass
@@ -33,10 +36,13 @@ class DeviceHealth:
 
 
 class Poller:
-    def __init__(self, driver: Driver, sink: ReadingSink, clock: Clock) -> None:
+    def __init__(
+        self, driver: Driver, sink: ReadingSink, clock: Clock, events: EventSink | None = None
+    ) -> None:
         self.driver = driver
         self.sink = sink
         self.clock = clock
+        self.events = events
         self.health = DeviceHealth()
         self._types = driver.value_types()
         self._open = False
@@ -72,9 +78,15 @@ class Poller:
         """Poll once for the tick at ``at``; hands the samples to the sink and returns them."""
         async with self._lock:
             samples = await self._read(at)
+            raised: list[EventOut] = []
+            if self.driver.derive is not None:
+                samples, raised = self.driver.derive.apply(samples, at)
         self.health.polls += 1
         self.health.last_poll = at
         self.sink(self.device_id, round(at * 1000), samples)
+        if self.events is not None:
+            for event in raised:
+                self.events(self.device_id, event)
         return samples
 
     async def _read(self, at: float) -> list[Sample]:

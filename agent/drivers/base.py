@@ -11,6 +11,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgspec
+
+from agent.derived import Derivation, DerivedSpec, EventSpec, SettingSpec
 from wire import Quality, ValueType
 from wire.structs import Section
 
@@ -26,6 +29,10 @@ class ProfileBase(Section):
     model: str | None = None
     vendor: str | None = None
     description: str | None = None
+    # values worked out from a poll and the device's settings, and events (agent/derived.py)
+    settings: dict[str, SettingSpec] = msgspec.field(default_factory=dict)
+    derived: list[DerivedSpec] = msgspec.field(default_factory=list)
+    events: list[EventSpec] = msgspec.field(default_factory=list)
 
 
 class ConnectionBase(Section):
@@ -84,6 +91,9 @@ class Driver(abc.ABC):
         self.device = device
         self.profile = profile
         self.connection = connection
+        # the profile's derived values and events with this device's settings (set by
+        # agent.devices; the poller applies it to every poll)
+        self.derive: Derivation | None = None
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect. Raise DriverError when the device can't be reached."""
@@ -115,11 +125,17 @@ class Driver(abc.ABC):
     def metrics(self) -> list[tuple[str, str | None]]:
         """(metric, unit) for every value a poll gives, to report bad readings."""
 
+    def reported_metrics(self) -> set[str]:
+        """Every metric the device may report: ``metrics()``, the profile's derived values
+        and the ones a driver sends at some polls only."""
+        derived = getattr(self.profile, "derived", None) or ()
+        return {m for m, _ in self.metrics()} | {d.metric for d in derived}
+
     def value_types(self) -> dict[str, ValueType]:
         """metric -> the type its profile declares (a Modbus ``type: bool`` point, an SNMP
         ``kind: text`` point...); numbers unless a driver says otherwise. The poller turns a
         value of another type into a bad reading, and central checks it again."""
-        return dict.fromkeys((metric for metric, _ in self.metrics()), "number")
+        return dict.fromkeys(sorted(self.reported_metrics()), "number")
 
 
 class StreamDriver(Driver):

@@ -346,9 +346,17 @@ class ModbusDriver(Driver):
     def metrics(self) -> list[tuple[str, str | None]]:
         return [name for point in self.profile.points for name in point.metric_names()]
 
+    def reported_metrics(self) -> set[str]:
+        moved = {p.counter.moved_metric for p in self.profile.points if p.counter}
+        return super().reported_metrics() | {m for m in moved if m}
+
     def value_types(self) -> dict[str, ValueType]:
         types = super().value_types()
-        types.update((p.metric, "bool") for p in self.profile.points if p.type == "bool")
+        for p in self.profile.points:
+            if p.type == "bool" or p.bit is not None:
+                types[p.metric] = "bool"
+            elif p.type == "string":
+                types[p.metric] = "string"
         return types
 
     def claims(self) -> list[PortClaim]:

@@ -355,3 +355,14 @@ def check_readings(where: str, got: list[Any], expected: list[Mapping[str, Any]]
             assert sample.error is not None and want["error"] in sample.error, label
         elif sample.quality == "good":
             assert sample.error is None, label
+
+
+def check_events(where: str, got: list[Any], expected: list[Mapping[str, Any]]) -> None:
+    """Events raised by one poll: kinds in order, and the data given (floats to 1e-6)."""
+    assert [e.kind for e in got] == [e["kind"] for e in expected], f"{where}: {got}"
+    for event, want in zip(got, expected, strict=True):
+        for key, value in (want.get("data") or {}).items():
+            if isinstance(value, float):
+                assert event.data.get(key) == pytest.approx(value, rel=1e-6), f"{where}: {event}"
+            else:
+                assert event.data.get(key) == value, f"{where}: {event}"

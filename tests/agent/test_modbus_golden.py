@@ -14,9 +14,9 @@ import pytest
 from agent.clock import SystemClock
 from agent.config import DeviceSection
 from agent.devices import build_device
-from agent.drivers import Sample
+from agent.drivers import EventOut, Sample
 from agent.poller import Poller
-from tests.agent.conftest import case_profile, check_readings, golden_cases, load_case
+from tests.agent.conftest import case_profile, check_events, check_readings, golden_cases, load_case
 
 
 @pytest.mark.parametrize(("case_dir", "transport"), golden_cases("modbus"))
@@ -49,6 +49,7 @@ def test_golden_case(
         interval=60,
         timeout=float(case.get("timeout", 1.0)),
         connection=connection,
+        settings=case.get("settings") or {},
     )
     device = build_device(section, profiles_dir, "case.yaml")
     if "expect_requests" in case:
@@ -56,8 +57,15 @@ def test_golden_case(
         assert described == case["expect_requests"]
     delivered: list[tuple[str, int, list[Sample]]] = []
 
+    raised: list[EventOut] = []
+
     async def run() -> None:
-        poller = Poller(device.driver, lambda d, ts, s: delivered.append((d, ts, s)), SystemClock())
+        poller = Poller(
+            device.driver,
+            lambda d, ts, s: delivered.append((d, ts, s)),
+            SystemClock(),
+            events=lambda d, e: raised.append(e),
+        )
         try:
             for index, poll in enumerate(case["polls"]):
                 for set_unit, image in (poll.get("set") or {}).items():
@@ -67,6 +75,8 @@ def test_golden_case(
                             server.set(int(set_unit), function, int(address), values)
                 samples = await poller.poll(float(poll["at"]))
                 check_readings(f"{case_dir.name} poll {index}", samples, poll["expect"])
+                check_events(f"{case_dir.name} poll {index}", raised, poll.get("events") or [])
+                raised.clear()
         finally:
             await poller._close()
 

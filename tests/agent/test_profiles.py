@@ -15,6 +15,11 @@ GOLDEN = Path(__file__).parent / "golden"
 def test_profiles_are_shipped() -> None:
     names = all_profiles(SHIPPED)
     assert {"river/generic-level-float32", "river/radar-level-mm"} <= set(names)
+    assert {
+        "garbage/ultrasonic-bin-modbus",
+        "garbage/ultrasonic-bin-serial",
+        "traffic/vehicle-counter-4lane",
+    } <= set(names)
 
 
 @pytest.mark.parametrize("name", all_profiles(SHIPPED))
@@ -28,6 +33,15 @@ def test_shipped_profile_loads(name: str) -> None:
 @pytest.mark.parametrize("name", [n for n in all_profiles(SHIPPED) if n.startswith("river/")])
 def test_river_profile_has_a_golden_case(name: str) -> None:
     case_file = GOLDEN / name.removeprefix("river/") / "case.yaml"
+    assert case_file.is_file(), f"{name}: add {case_file}"
+    assert yaml.safe_load(case_file.read_text(encoding="utf-8"))["profile"] == name
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in all_profiles(SHIPPED) if n.startswith(("garbage/", "traffic/"))]
+)
+def test_garbage_and_traffic_profiles_have_a_golden_case(name: str) -> None:
+    case_file = GOLDEN / name.replace("/", "-") / "case.yaml"
     assert case_file.is_file(), f"{name}: add {case_file}"
     assert yaml.safe_load(case_file.read_text(encoding="utf-8"))["profile"] == name
 

@@ -14,8 +14,16 @@ import pytest
 from agent.clock import SystemClock
 from agent.config import DeviceSection
 from agent.devices import build_device
+from agent.drivers import EventOut
 from agent.poller import Poller
-from tests.agent.conftest import PtyPort, case_profile, check_readings, golden_cases, load_case
+from tests.agent.conftest import (
+    PtyPort,
+    case_profile,
+    check_events,
+    check_readings,
+    golden_cases,
+    load_case,
+)
 
 
 class SensorPlayer:
@@ -68,16 +76,26 @@ def test_golden_case(
         interval=60,
         timeout=float(case.get("timeout", 0.5)),
         connection={"port": pty_port.path, "baudrate": 9600},
+        settings=case.get("settings") or {},
     )
     device = build_device(section, profiles_dir, "case.yaml")
 
+    raised: list[EventOut] = []
+
     async def run() -> None:
-        poller = Poller(device.driver, lambda d, ts, s: None, SystemClock())
+        poller = Poller(
+            device.driver,
+            lambda d, ts, s: None,
+            SystemClock(),
+            events=lambda d, e: raised.append(e),
+        )
         try:
             for index, poll in enumerate(case["polls"]):
                 player.payload = poll["sends"].encode("latin-1")
                 samples = await poller.poll(float(poll["at"]))
                 check_readings(f"{case_dir.name} poll {index}", samples, poll["expect"])
+                check_events(f"{case_dir.name} poll {index}", raised, poll.get("events") or [])
+                raised.clear()
         finally:
             await poller._close()
 

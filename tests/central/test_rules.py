@@ -64,6 +64,18 @@ def test_the_example_rules_load() -> None:
     assert levels.bands("kali-x") == {"waspada": 2.5, "siaga": 3.0, "awas": 3.5}
 
 
+def test_the_example_garbage_and_traffic_rules() -> None:
+    rules = load_rules(ROOT / "deploy" / "rules.example.yaml")
+    full = rules.by_name["bin-full"]
+    assert isinstance(full, ThresholdRule)
+    assert (full.match.profile, full.match.metric) == ("garbage/*", "fill_pct")
+    assert (full.above, full.for_) == (90, 7200.0)
+    stuck = rules.by_name["traffic-counter-stuck"]
+    assert isinstance(stuck, StaleRule) and stuck.schedule is not None
+    assert (stuck.match.profile, stuck.match.metric) == ("traffic/*", "vehicles_moved")
+    assert stuck.schedule.hours == "06:00-21:00" and stuck.after == 1800.0
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -135,13 +135,16 @@ def test_a_broken_rules_file_is_still_an_error(
 def test_central_reads_the_same_metrics_as_the_agents_driver(name: str) -> None:
     """Central reads profiles without the drivers; what it reads must match them."""
     folder = default_profiles_dir()
-    driver = yaml.safe_load((folder / f"{name}.yaml").read_text())["driver"]
+    data = yaml.safe_load((folder / f"{name}.yaml").read_text())
+    driver = data["driver"]
+    settings = {key: 100 for key in data.get("settings") or {}}  # a bin's depth_cm
     section = convert(
-        {"id": "dev-1", "profile": name, "connection": CONNECTIONS[driver]}, DeviceSection
+        {"id": "dev-1", "profile": name, "connection": CONNECTIONS[driver], "settings": settings},
+        DeviceSection,
     )
     device = build_device(section, folder)
     profiles, problems = catalog([folder])
     assert not problems
-    assert profiles[name].metrics == {metric for metric, _unit in device.driver.metrics()}
+    assert profiles[name].metrics == device.driver.reported_metrics()
     if driver in DRIVER_METRICS:
         assert profiles[name].metrics == DRIVER_METRICS[driver]
