@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from scripts.agentunit import pantau_agent
 from scripts.services import Mosquitto
-from tests.agent.test_faults import Recorder, agent_factory, wait_for, write_config
+from tests.agent.test_faults import Recorder, agent_factory, gaps, wait_for, write_config
 
 
 def _name(cn: str) -> x509.Name:
@@ -191,7 +191,9 @@ def test_client_certificate_auth_delivers_readings_and_no_cert_is_refused(
         recorder.stop()
     assert agent.stop() == 0
     values = sorted(recorder.values())
-    assert values == list(range(values[0], values[-1] + 1))
+    assert len(values) == len(set(values)), "a reading arrived twice"
+    # a poller starved of CPU skips ticks (logged, never sampled): only those may be absent
+    assert gaps(set(values), values[0], values[-1], agent) == []
     assert "connected to mqtts://" in agent.log()
 
 
