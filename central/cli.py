@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -202,6 +203,7 @@ def run(config: CentralConfig, path: Path, workers: int = 1, index: int = 0) -> 
     from central.workers import Workers, run_worker, worker_config
 
     tune_gc()
+    os.umask(0o077)  # data files 0600, folders 0700, as the unit's UMask=0077
     config = worker_config(config, index, workers)
     try:
         if index:

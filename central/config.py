@@ -151,6 +151,7 @@ class DatabaseSection(Section):
 class ApiSection(Section):
     listen: Listen = Listen("127.0.0.1:8080")
     external_url: str | None = None  # how operators reach the API (links in webhooks)
+    docs: bool = True  # /docs, /redoc, /openapi.json (read token or dashboard sign-in)
 
     @property
     def host(self) -> str:

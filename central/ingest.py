@@ -151,6 +151,7 @@ class Ingest:
         self.hold_detail: str | None = None
         self._held_since = 0.0
         self._reject_log = _RateLimitedLog()
+        self._traceback_at = -60.0
         self.client = self._make_client()
 
     # MQTT
@@ -228,9 +229,15 @@ class Ingest:
         payload = bytes(msg.payload)
         try:
             self.handle(msg.topic, payload, msg.mid)
-        except Exception:  # never let one message kill the network thread
-            log.exception("unexpected error handling a message on %s", msg.topic)
-            self._dead_letter(msg.topic, None, "internal", "unexpected error, see log", payload)
+        except Exception as exc:  # never let one message kill the network thread
+            # a traceback once a minute at most: a flood of such messages must not flood
+            # the log (the dead letters keep every one)
+            now = time.monotonic()
+            if now - self._traceback_at >= 60.0:
+                self._traceback_at = now
+                log.exception("unexpected error handling a message on %s", msg.topic)
+            detail = f"unexpected error: {type(exc).__name__}: {str(exc)[:200]}"
+            self._dead_letter(msg.topic, None, "internal", detail, payload)
             self.client.ack(msg.mid, 1)
 
     def handle(self, topic: str, payload: bytes, mid: int) -> None:

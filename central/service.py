@@ -30,6 +30,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def keep_private(data_dir: Path) -> None:
+    """``data_dir`` 0700 and the files in it (registry, alert state, tokens, the session
+    key) 0600: they hold token hashes, webhook bodies and dead-lettered payloads. The unit
+    also runs central with ``UMask=0077``; this covers a start by hand and older files.
+    (SQLite creates a database's -wal and -shm files with the database's own mode.)"""
+    try:
+        data_dir.chmod(0o700)
+        for path in data_dir.iterdir():
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o600)
+    except OSError as exc:
+        log.warning("could not make %s private: %s", data_dir, exc)
+
+
 class Central:
     """Everything central runs, built from its config; the API reads from here."""
 
@@ -39,7 +53,7 @@ class Central:
         self.config = config
         self.config_path = config_path  # central.yaml, read again on reload()
         self.metrics = Metrics()
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         url = config.database.url
         self.registry = Registry(
             target(url, config.data_dir, "registry.db"), config.dead_letters_max
@@ -102,6 +116,7 @@ class Central:
         self.commands = Commands(self.ingest.client, self.ingest.connected)
         self.ingest.observers.append(self.commands.observe)
         self.queries: Queries = make_queries(config.influx)
+        keep_private(config.data_dir)
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
 

@@ -1,5 +1,6 @@
 """JSON encoding with a size limit, and validation on the way in."""
 
+import re
 from typing import Any
 
 import msgspec
@@ -8,6 +9,25 @@ from wire.models import Command, CommandReply, Event, Health, State, Telemetry
 from wire.structs import error_location, plain
 
 MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_DEPTH = 32
+"""How deep an event's ``data`` (a command's ``args``, a reply's ``result``) may nest."""
+_FREE_FORM = {"events": "data", "cmd": "args", "cmd/reply": "result"}
+_INT64_BOUNDS = re.compile(r"Expected `int` [<>]= -?922337203685477580[78]")
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists or dicts more than ``limit`` deep (no recursion)."""
+    todo = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return True
+            todo.extend(
+                (child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
+    return False
+
 
 MODELS: dict[str, type[msgspec.Struct]] = {
     "telemetry": Telemetry,
@@ -55,13 +75,22 @@ def decode(kind: str, payload: bytes, topic_gateway: str | None = None) -> Any:
     try:
         obj = msgspec.json.decode(payload, type=model)
     except msgspec.ValidationError as exc:
+        if _INT64_BOUNDS.search(str(exc)):  # a number no gateway can mean: 4,000 digits...
+            raise WireError("bad_json", f"a number out of range: {_summarize(exc)}") from None
         try:  # msgspec validates while it parses: is the whole payload JSON at all?
             msgspec.json.decode(payload)
         except msgspec.DecodeError as bad:
             raise WireError("bad_json", str(bad)) from None
+        except RecursionError:
+            raise WireError("bad_json", "nested too deeply") from None
         raise WireError("schema", _summarize(exc)) from None
     except msgspec.DecodeError as exc:
         raise WireError("bad_json", str(exc)) from None
+    except RecursionError:  # msgspec's own guard against deep nesting
+        raise WireError("bad_json", "nested too deeply") from None
+    free = _FREE_FORM.get(kind)
+    if free is not None and _too_deep(getattr(obj, free), MAX_DEPTH):
+        raise WireError("bad_json", f"{free}: nested deeper than {MAX_DEPTH} levels")
     gateway = getattr(obj, "gateway", None)
     if topic_gateway is not None and gateway is not None and gateway != topic_gateway:
         raise WireError(

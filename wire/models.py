@@ -18,8 +18,9 @@ PAYLOAD_VERSION: Literal[1] = 1
 Quality = Literal["good", "bad"]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
 Millis = Annotated[int, msgspec.Meta(ge=0, lt=10**14)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Value = float | int | bool | str | None
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Value = float | Int64 | bool | str | None
 ValueType = Literal["number", "bool", "string"]
 """What a profile declares a metric holds. ``number`` and ``bool`` readings are stored as
 numbers (a bool as 1 or 0), ``string`` ones apart from them (docs/protocol.md)."""

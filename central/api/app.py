@@ -1,4 +1,5 @@
-"""``create_app(settings, central)``: the FastAPI application (OpenAPI at ``/docs``).
+"""``create_app(settings, central)``: the FastAPI application (OpenAPI at ``/docs``, for
+signed-in people only: ``central.api.routes.docs``).
 
 Every route needs ``Authorization: Bearer <token>`` except ``/healthz`` and
 ``/readyz`` (see ``central.api.deps``). The dashboard's pages (``central.dashboard``)
@@ -12,6 +13,7 @@ from central.api.routes import (
     alerts,
     credentials,
     dead_letters,
+    docs,
     gateway_config,
     gateway_page,
     gateways,
@@ -33,6 +35,10 @@ def create_app(settings: CentralConfig, central: Central) -> FastAPI:
         title="Pantau central",
         version=wire.__version__,
         description="Registry, readings, alerts and dead letters of a Pantau deployment.",
+        # served by central.api.routes.docs: signed-in only, assets local
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.central = central
@@ -47,6 +53,8 @@ def create_app(settings: CentralConfig, central: Central) -> FastAPI:
     for router in (alerts.router, incidents.router, silences.router, webhooks.router):
         app.include_router(router)
     app.include_router(rules.router)
+    if settings.api.docs:
+        docs.mount(app)
     mount_dashboard(app, settings, central)  # pages at /, assets at /static
     gateway_page.add_fallback(app)  # last: only where no dashboard route serves the page
     return app
