@@ -186,6 +186,43 @@ def test_a_dead_unit_costs_the_others_its_own_timeout_only(
         assert max(done[name]) < 0.3 + 0.35, done
 
 
+def test_units_behind_one_modbus_tcp_gateway_share_one_connection(
+    no_leaked_threads: None, modbus_server: Any
+) -> None:
+    server = modbus_server({u: {"holding": {0: regs}} for u, regs in SERVED.items()})
+    tcp = {"transport": "tcp", "host": "127.0.0.1", "port": server.port}
+    devices = build_devices(
+        config_of(
+            [
+                {"id": f"radar-{u}", "profile": RADAR, "connection": {**tcp, "unit": u}}
+                for u in SERVED
+            ]
+        )
+    )
+    readings: dict[str, list[list[Sample]]] = {d.id: [] for d in devices}
+    clients: set[int] = set()
+
+    async def run() -> None:
+        pollers = [
+            Poller(d.driver, lambda dev, ts, s: readings[dev].append(s), SystemClock())
+            for d in devices
+        ]
+        try:
+            for _ in range(3):
+                await asyncio.gather(*(p.poll(time.time()) for p in pollers))
+                clients.update(id(d.driver._client) for d in devices)  # type: ignore[attr-defined]
+        finally:
+            for poller in pollers:
+                await poller._close()
+
+    asyncio.run(run())
+    assert len(clients) == 1, "one TCP connection for the three units"
+    assert devices[0].driver._bus.requests == 9  # type: ignore[attr-defined]
+    for unit in SERVED:
+        for samples in readings[f"radar-{unit}"]:
+            assert {s.metric: s.value for s in samples} == pytest.approx(expected(unit))
+
+
 def test_three_units_on_one_pty_line_polled_every_second_by_pantau_agent_run(
     no_leaked_threads: None, modbus_server: Any, pty_bridge: Any, broker: Any, tmp_path: Path
 ) -> None:
