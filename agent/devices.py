@@ -44,9 +44,12 @@ def build_devices(
             indexes.append(index)
         except ConfigError as exc:
             problems.extend(exc.problems)
+    try:
+        link_ports(devices, indexes, source)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    link_ports(devices, indexes, source)
     return devices
 
 
@@ -67,11 +70,11 @@ def link_ports(devices: list[Device], indexes: list[int], source: str = "agent.y
                 f"({first.id}) both use {claim.kind} {port}"
             )
             if claim.share is None or claim.share != first_claim.share:
-                why = (
-                    "a device that can't be addressed needs the port for itself"
-                    if claim.share is None or first_claim.share is None
-                    else f"{first_claim.share} and {claim.share} can't share a line"
-                )
+                if claim.share is None or first_claim.share is None:
+                    alone = device.id if claim.share is None else first.id
+                    why = f"{alone} has no address (it can't share a line): it needs the port alone"
+                else:
+                    why = f"{first_claim.share} and {claim.share} can't share a line"
                 problems.append(f"{both}: {why}")
                 continue
             differ = [

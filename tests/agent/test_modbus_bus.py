@@ -109,7 +109,7 @@ def test_two_line_printing_sensors_or_a_sensor_and_modbus_on_one_port_are_refuse
         build_devices(config_of(devices))
     first, second = info.value.problems
     assert "devices[1] (sonar-2) and devices[0] (sonar-1) both use serial port /dev/ttyS0" in first
-    assert "can't be addressed" in first
+    assert "sonar-2 has no address (it can't share a line): it needs the port alone" in first
     assert "devices[2] (radar-1) and devices[0] (sonar-1)" in second
 
 
