@@ -341,3 +341,21 @@ def test_the_map_draws_tiles_from_the_configured_server_only(
             assert "img-src 'self' data: https://tiles.kota.go.id;" in policy
     finally:
         c.close()
+
+
+def test_every_asset_is_served_by_central_itself() -> None:
+    """No page or asset names another server (command centers often have no internet)."""
+    import re
+
+    import central.dashboard
+
+    root = Path(central.dashboard.__file__).parent
+    files = [*root.glob("templates/*.html"), *root.glob("static/*")]
+    assert len(files) >= 10
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        text = text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text), path
+        for ref in re.findall(r'(?:src|href)="(/[^"]*)"', text):
+            if ref.startswith("/static/"):
+                assert (root / ref.removeprefix("/")).is_file(), (path, ref)

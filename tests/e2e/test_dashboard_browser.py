@@ -284,11 +284,11 @@ def test_dashboard_in_chromium(stack: Stack, browser: Any) -> None:
     assert stack.agent.proc is not None
     stack.agent.proc.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
-    page.wait_for_selector(
-        "h1 .status.s-offline", timeout=(OFFLINE_AFTER + HOUSEKEEPING + REFRESH + 3) * 1000
-    )
+    # the rule's time, plus central's 2 s check, the page's refresh and slack for a busy machine
+    within = OFFLINE_AFTER + HOUSEKEEPING + REFRESH + 3
+    page.wait_for_selector("h1 .status.s-offline", timeout=within * 1000)
     took = time.monotonic() - stopped
-    assert took <= OFFLINE_AFTER + HOUSEKEEPING + REFRESH + 1.5, took
+    assert OFFLINE_AFTER - 0.5 <= took <= within, took  # not before the rule's time either
     assert page.inner_text("h1 .status") == "offline"
     # frozen values: the page and the API show the same numbers
     page.wait_for_timeout(REFRESH * 1500)
