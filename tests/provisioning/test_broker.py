@@ -208,7 +208,7 @@ def test_broker_config_binds_client_ids_to_usernames_and_saves_on_changes(
     assert run("broker-config", "--out", tmp_path / "b", "--central-workers", "3").rc == 0
     conf = (tmp_path / "b" / "mosquitto.conf").read_text()
     assert conf.count("use_username_as_clientid true") == 1  # the one password listener
-    assert "autosave_on_changes true\nautosave_interval 100\n" in conf
+    assert "autosave_on_changes true\nautosave_interval 1000\n" in conf
     users = [line.split(":")[0] for line in (tmp_path / "b" / "passwd").read_text().splitlines()]
     assert users == ["pantau-central", "pantau-central-1", "pantau-central-2"]
     acl = (tmp_path / "b" / "acl").read_text()
