@@ -327,7 +327,9 @@ class Demo:
             "speed": speed,
             "devices": devices,
         }
-        (self.run / "state.json").write_text(json.dumps(state, indent=2))
+        state_file = self.run / "state.json"
+        state_file.write_text(json.dumps(state, indent=2))
+        state_file.chmod(0o600)  # it holds the read token
         self.say(f"Pantau demo: logs, configs and data in {self.run}/\n")
         self.say(f"  dashboard    {api}/")
         self.say(f"  read token   {read_token}")
