@@ -62,7 +62,7 @@ def _health_line(
         },
         wire.Health,
     )
-    return Encoder().health(message)
+    return Encoder().health(message, site=site)  # central stores the registry's site
 
 
 def _demo_lines(now_ms: int) -> list[str]:
@@ -105,7 +105,8 @@ def _demo_lines(now_ms: int) -> list[str]:
             {"device": "tower-ups", "metric": "battery_minutes_left", "value": 90 - i, "ts": ts},
         ]
         lines += encoder.telemetry(
-            _telemetry("gw-demo-sungai", "sungai-batu-merah", river + network)
+            _telemetry("gw-demo-sungai", "sungai-batu-merah", river + network),
+            site="sungai-batu-merah",  # central stores the registry's site
         )
         vitals = {
             "uptime_s": 3600.0 + i * 300,
@@ -153,7 +154,7 @@ def _demo_lines(now_ms: int) -> list[str]:
                 },
                 wire.Event,
             )
-            lines += encoder.event(event)
+            lines += encoder.event(event, site=site)
     return lines
 
 
