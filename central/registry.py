@@ -404,13 +404,21 @@ class Registry:
         with self._lock:
             cur = self._db.execute("DELETE FROM dead_letters WHERE received < ?", (now - max_age,))
             pruned["age"] = max(cur.rowcount, 0)
-            while self.dead_letter_stats()["bytes"] > max_bytes:
-                oldest = self._db.rows("SELECT id FROM dead_letters ORDER BY id LIMIT 100")
+            excess = self.dead_letter_stats()["bytes"] - max_bytes
+            while excess > 0:
+                oldest = self._db.rows(
+                    "SELECT id, LENGTH(payload) + COALESCE(LENGTH(lines), 0) AS bytes "
+                    "FROM dead_letters ORDER BY id LIMIT 1000"
+                )
                 if not oldest:
                     break
-                cur = self._db.execute(
-                    "DELETE FROM dead_letters WHERE id <= ?", (oldest[-1]["id"],)
-                )
+                last = oldest[-1]["id"]
+                for row in oldest:  # the oldest, just enough of them
+                    excess -= int(row["bytes"] or 0)
+                    if excess <= 0:
+                        last = row["id"]
+                        break
+                cur = self._db.execute("DELETE FROM dead_letters WHERE id <= ?", (last,))
                 pruned["size"] += max(cur.rowcount, 0)
         return pruned
 

@@ -15,6 +15,7 @@ BODIES = {
     401: b'{"error":"authorization failed"}',
     403: b'{"error":"forbidden"}',
     404: b'{"error":"database not found: \\"x\\""}',
+    413: b'{"error":"Request Entity Too Large"}',
     429: b'{"error":"too many requests"}',
     503: b'{"error":"overloaded"}',
 }
@@ -25,6 +26,7 @@ class InfluxProxy:
         self.upstream = upstream
         self.windows: list[tuple[int, float, str | None]] = []  # (status, until, Retry-After)
         self.answered: Counter[int] = Counter()  # writes answered, by status
+        self.max_body: int | None = None  # larger writes get 413, like max-body-size
         self._lock = threading.Lock()
         proxy = self
 
@@ -39,6 +41,12 @@ class InfluxProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.path.startswith("/write"):
                     refusal = proxy._refusal()
+                    if (
+                        refusal is None
+                        and proxy.max_body is not None
+                        and len(body) > proxy.max_body
+                    ):
+                        refusal = (413, None)
                     if refusal is not None:
                         status, retry_after = refusal
                         self.send_response(status)

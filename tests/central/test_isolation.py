@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+import wire
 from central.tokens import token_store
 from scripts.services import InfluxDB, Mosquitto, free_port
 from tests.central.helpers import (
@@ -22,6 +24,7 @@ from tests.central.helpers import (
     wait_for,
 )
 from tests.central.influx_proxy import InfluxProxy
+from wire.retry import Backoff
 
 LATER = BASE_TS + 14 * 86_400_000  # another InfluxDB shard (shard groups are 7 days)
 
@@ -254,3 +257,46 @@ def test_a_gateway_using_centrals_client_id_cannot_take_its_queued_readings(
         central.stop()
         broker.terminate()
         broker.wait(10)
+
+
+@pytest.mark.parametrize("status", [403, 404, 503])
+def test_every_setting_or_load_refusal_holds_and_a_413_splits_the_batch(
+    tmp_path: Path, influx: InfluxDB, influx_db: str, status: int
+) -> None:
+    """Ingest's writer alone (no broker): a batch meets a refusal window, then a body
+    limit; it is all stored, in parts, and nothing is dead-lettered."""
+    from central.config import CentralConfig
+    from central.influx import V1Writer
+    from central.ingest import Ingest, Pending
+    from central.metrics import Metrics
+    from central.registry import Registry
+    from wire.structs import convert
+
+    proxy = InfluxProxy(influx.url).start()
+    config = convert(
+        {"influx": {"url": proxy.url, "database": influx_db}, "data_dir": str(tmp_path)},
+        CentralConfig,
+    )
+    registry = Registry(tmp_path / "registry.db")
+    ingest = Ingest(config, registry, V1Writer(config.influx), Metrics())
+    ingest.backoff = Backoff(0.05, 0.2)  # the test's patience, not production's
+    try:
+        items = []
+        for n in range(10):
+            message = wire.decode("telemetry", telemetry("gw-split", n + 1, n * 50, 50))
+            lines = ingest.encoder.telemetry(message, "kota")
+            items.append(Pending(n, 0, "pantau/v1/gw-split/telemetry", "gw-split", lines, b"{}"))
+        proxy.refuse(status, 0.5)
+        proxy.max_body = 8_000  # ~100 lines: the 500-line batch is split
+        ingest._write(items)
+        assert counter_values(influx, influx_db, "gw-split") == list(range(500))
+        assert proxy.answered[status] >= 1 and proxy.answered[413] >= 1
+        assert registry.dead_letters() == []
+        assert ingest.hold_reason is None  # recovered
+        assert ingest.metrics.registry.get_sample_value(
+            "pantau_write_held_total", {"reason": str(status)}
+        )
+    finally:
+        ingest.writer.close()
+        registry.close()
+        proxy.stop()

@@ -230,3 +230,34 @@ def test_latest_health_and_metric_units_are_kept_per_gateway(
     registry.delete_gateway("gw-h")
     assert registry.latest_health("gw-h") is None and registry.metric_units("gw-h") == {}
     registry.close()
+
+
+def test_dead_letters_are_kept_by_age_and_size_and_replayable_rows_round_trip(
+    registry: Registry,
+) -> None:
+    import time
+
+    for n in range(6):
+        registry.dead_letter("pantau/v1/gw-d/telemetry", "gw-d", "schema", f"bad {n}", b"x" * 1000)
+    registry.dead_letter(
+        "pantau/v1/gw-d/telemetry",
+        "gw-d",
+        "influx_rejected",
+        "refused",
+        b"{}",
+        lines=["a 1", "b 2"],
+    )
+    stats = registry.dead_letter_stats()
+    assert stats["by_reason"] == {"schema": 6, "influx_rejected": 1}
+    assert stats["bytes"] == 6 * 1000 + 2 + len("a 1\nb 2")
+    [letter] = registry.dead_letters_to_replay(reason="influx_rejected")
+    assert letter["lines"] == "a 1\nb 2" and letter["payload"] == b"{}"
+    registry.refuse_again(letter["id"], "influx_rejected", "again", ["b 2"])
+    assert registry.get_dead_letter(letter["id"])["lines"] == "b 2"
+    # size: the oldest go until they take at most 3,500 bytes
+    assert registry.prune_dead_letters(max_age=3600, max_bytes=3500) == {"age": 0, "size": 3}
+    assert registry.dead_letter_stats()["by_reason"] == {"schema": 3, "influx_rejected": 1}
+    # age: everything received more than a minute before "now"
+    pruned = registry.prune_dead_letters(max_age=60, max_bytes=10**9, now=time.time() + 120)
+    assert pruned == {"age": 4, "size": 0}
+    assert registry.dead_letter_stats() == {"by_reason": {}, "bytes": 0, "oldest": None}
