@@ -288,7 +288,8 @@ def test_dashboard_in_chromium(stack: Stack, browser: Any) -> None:
     within = OFFLINE_AFTER + HOUSEKEEPING + REFRESH + 3
     page.wait_for_selector("h1 .status.s-offline", timeout=within * 1000)
     took = time.monotonic() - stopped
-    assert OFFLINE_AFTER - 0.5 <= took <= within, took  # not before the rule's time either
+    # not at once either: the agent's last message was at most ~1 s before it froze
+    assert OFFLINE_AFTER - 1.5 <= took <= within, took
     assert page.inner_text("h1 .status") == "offline"
     # frozen values: the page and the API show the same numbers
     page.wait_for_timeout(REFRESH * 1500)
