@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +89,10 @@ class RemoteStore:
 
     def _write(self, stored: _Stored) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".pushed.")
+        # not tempfile: the running agent doesn't load it (agent/lean.py, ~memory)
+        tmp = self.folder / f".pushed.{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(msgspec.json.encode(stored))
@@ -103,7 +105,7 @@ class RemoteStore:
             finally:
                 os.close(dir_fd)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         self._prune(stored)
 
