@@ -18,11 +18,9 @@ push, or agent.yaml's own devices, is in force again.
 """
 
 import hashlib
-import json
 import logging
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +51,7 @@ class Push(msgspec.Struct, kw_only=True):
     @property
     def key(self) -> str:
         """A folder name for its profiles: the id, made safe, plus a content hash."""
-        digest = hashlib.sha256(
-            json.dumps(self.profiles, sort_keys=True, default=str).encode()
-        ).hexdigest()[:12]
+        digest = hashlib.sha256(msgspec.json.encode(self.profiles, order="sorted")).hexdigest()[:12]
         return f"{_KEY.sub('_', self.id)[:40]}-{digest}"
 
 
@@ -118,7 +114,7 @@ class RemoteStore:
     def stage(self, push: Push) -> Path:
         """Write the push's profiles as files; returns their folder."""
         folder = self.profiles_dir(push)
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_tree(folder)
         folder.mkdir(parents=True)
         for name, document in push.profiles.items():
             path = profile_path(folder, name)
@@ -159,7 +155,19 @@ class RemoteStore:
         if folder.is_dir():
             for child in folder.iterdir():
                 if child.name not in keep:
-                    shutil.rmtree(child, ignore_errors=True)
+                    _remove_tree(child)
+
+
+def _remove_tree(folder: Path) -> None:
+    """``shutil.rmtree`` without loading shutil (and bz2, lzma) into the running agent."""
+    if not folder.is_dir():
+        return
+    for root, dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            Path(root, name).unlink(missing_ok=True)
+        for name in dirs:
+            Path(root, name).rmdir()
+    folder.rmdir()
 
 
 def store_for(config: AgentConfig) -> RemoteStore:

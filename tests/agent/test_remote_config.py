@@ -223,3 +223,16 @@ def test_a_push_left_unconfirmed_by_a_crash_is_rolled_back_at_start(
         agent.stop()
         recorder.stop()
     assert json.loads(store.path.read_text()) == {"current": None, "previous": None}
+
+
+def test_remote_config_costs_the_running_agent_no_extra_modules() -> None:
+    from tests.agent.test_lean import run_python
+
+    out = run_python(
+        "import sys\n"
+        "from agent.lean import defer_unused_imports\n"
+        "defer_unused_imports()\n"
+        "import agent.app\n"
+        "print(*(m in sys.modules for m in ('json', 'shutil', 'tempfile')))\n"
+    )
+    assert out == ["False", "False", "False"]
