@@ -2,8 +2,10 @@
 
 Bytes from the POS go through :class:`Tokenizer` (commands with their exact
 parameter lengths, so images and codes are never read as text), then
-:class:`ReceiptAssembler` (receipt boundaries, text decoded by code page), then
-:class:`ReceiptParser` (label patterns from the profile → fields).
+:class:`ReceiptAssembler` (receipt boundaries, line ends, text decoded by code
+page and placed where the printer puts it), then :class:`ReceiptParser`
+(label patterns from the profile → fields; amounts exact, read by the
+receipt's own conventions and the profile's locale).
 :class:`ReceiptReader` chains the three for one profile.
 
 Nothing here raises on input bytes: a receipt that can't be read comes out

@@ -30,6 +30,8 @@ MAX_LINE_CHARS = 512
 FONT_A_DOTS = 12
 """Width of one character of font A in dots (the column unit of a line)."""
 FONT_B_DOTS = 9
+PRINT_AREA_DOTS = 576
+"""Print area width when the POS doesn't set one (GS W): 80 mm paper at 203 dpi."""
 TAB_EVERY = 8
 """Default horizontal tab stops: every 8 characters."""
 
@@ -88,7 +90,9 @@ class _Line:
 
     Positions are in dots from the left edge of the paper, as the commands
     give them: ``ESC $`` (absolute), ``ESC \\`` (relative), ``HT`` (to the next
-    tab stop set by ``ESC D``), ``GS L`` (left margin); character widths follow
+    tab stop set by ``ESC D``), ``GS L`` (left margin), ``ESC a`` (centred or
+    right-justified in the print area set by ``GS W``, 576 dots unless the POS
+    sets it, for a line not placed by ``ESC $``/``ESC \\``); character widths follow
     the font (``ESC M``, ``ESC !``), the size (``GS !``, ``ESC !``) and the
     right-side spacing (``ESC SP``). The motion unit is taken as one dot.
     Rendering puts the characters in the order they land on paper, with spaces
@@ -101,17 +105,20 @@ class _Line:
 
     def reset(self) -> None:
         self.font_b = False
-        self.width_mult = 1
         self.esc_bang_wide = False
         self.gs_wide = 1
         self.spacing = 0
         self.margin = 0
+        self.area = PRINT_AREA_DOTS
+        self.justify = 0
         self.tabs: list[int] = []
         self.clear()
 
     def clear(self) -> None:
         self.x = self.margin
         self.chars: list[tuple[int, int, int, str]] = []  # x, width, order, char
+        self.line_justify = self.justify  # ESC a counts at the start of a line
+        self.positioned = False
 
     @property
     def char_dots(self) -> int:
@@ -136,9 +143,17 @@ class _Line:
                 self.x = self.margin + stop * unit
                 return
 
+    def _justified(self) -> list[tuple[int, int, int, str]]:
+        if not self.line_justify or self.positioned or not self.chars:
+            return self.chars
+        used = max(x + w for x, w, _, _ in self.chars) - self.margin
+        room = max(0, self.area - used)
+        shift = room // 2 if self.line_justify == 1 else room
+        return [(x + shift, w, n, ch) for x, w, n, ch in self.chars]
+
     def render(self) -> str:
         placed: list[tuple[int, int, int, str]] = []
-        for item in sorted(self.chars):
+        for item in sorted(self._justified()):
             if placed and item[0] < placed[-1][0] + placed[-1][1] // 2:
                 # printed over the same place: the later character wins, but a
                 # space printed over ink leaves the ink
@@ -328,14 +343,22 @@ class ReceiptAssembler:
             self._end_line(out)
         elif name == "ESC $":
             line.x = line.margin + (args[0] | args[1] << 8)
+            line.positioned = True
         elif name == "ESC \\":
             move = args[0] | args[1] << 8
             line.x = max(line.margin, line.x + (move - 0x10000 if move & 0x8000 else move))
+            line.positioned = True
         elif name == "GS L":
             at_start = not line.chars
             line.margin = args[0] | args[1] << 8
             if at_start:
                 line.x = line.margin
+        elif name == "GS W":
+            line.area = (args[0] | args[1] << 8) or PRINT_AREA_DOTS
+        elif name == "ESC a":
+            line.justify = {0: 0, 1: 1, 2: 2, 48: 0, 49: 1, 50: 2}.get(args[0], 0)
+            if not line.chars:
+                line.line_justify = line.justify
         elif name == "ESC !":
             line.font_b = bool(args[0] & 0x01)
             line.esc_bang_wide = bool(args[0] & 0x20)

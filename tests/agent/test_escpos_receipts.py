@@ -223,6 +223,23 @@ def test_relative_moves_margins_and_tabs(profile):
     assert (receipt["tax"], receipt["total"]) == (Decimal("1.30"), Decimal("14.25"))
 
 
+def test_justified_lines_sit_where_the_print_area_puts_them(profile):
+    data = (
+        GS + b"W" + dots(480)  # 40 characters
+        + ESC + b"a\x01" + b"KOPI KITA\n"
+        + ESC + b"a\x02" + b"TOTAL\n" + b"Rp 45.000\n"
+        + ESC + b"a\x00" + b"Terima kasih\n"
+    )  # fmt: skip
+    [receipt] = read(profile, data)
+    assert receipt["text"].split("\n") == [
+        " " * 16 + "KOPI KITA",
+        " " * 35 + "TOTAL",
+        " " * 31 + "Rp 45.000",
+        "Terima kasih",
+    ]
+    assert receipt["total"] == 45000
+
+
 def test_wide_characters_take_their_width(profile):
     data = GS + b"!\x10" + b"TOTAL" + GS + b"!\x00" + ESC + b"$" + dots(240) + b"9.50\nX\n"
     [receipt] = read(profile, data)
