@@ -178,9 +178,14 @@ class Ingest:
         return props
 
     def subscriptions(self) -> list[str]:
+        """Every kind through the shared group, except ``cmd/reply``: each worker gets
+        every reply, so the one whose API request sent the command sees its answer."""
         group = self.config.mqtt.shared_group
         prefix = f"$share/{group}/" if group else ""
-        return [prefix + subscription(kind) for kind in SUBSCRIBED_KINDS]
+        return [
+            ("" if kind == "cmd/reply" else prefix) + subscription(kind)
+            for kind in SUBSCRIBED_KINDS
+        ]
 
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any

@@ -43,3 +43,26 @@ def test_push_config_needs_admin_a_known_gateway_and_the_broker(
         "/api/v1/gateways/gw-p/config", json={**body, "device": []}, headers=admin
     )
     assert unknown.status_code == 422
+
+
+def test_with_several_workers_every_worker_gets_the_command_replies(
+    tmp_path: Path, influx: InfluxDB, influx_db: str
+) -> None:
+    """Readings are split over a shared subscription; a command's reply must reach the
+    worker serving the API, which waits for it, so replies are not shared out."""
+    config = convert(
+        {
+            "influx": {"url": influx.url, "database": influx_db},
+            "data_dir": str(tmp_path),
+            "mqtt": {"shared_group": "pantau-central"},
+        },
+        CentralConfig,
+    )
+    c = Central(config)
+    try:
+        subscriptions = c.ingest.subscriptions()
+    finally:
+        c.close()
+    assert "pantau/v1/+/cmd/reply" in subscriptions
+    assert "$share/pantau-central/pantau/v1/+/telemetry" in subscriptions
+    assert not any(s.startswith("$share/") and s.endswith("cmd/reply") for s in subscriptions)
