@@ -1,6 +1,7 @@
 """Derived values and events (agent/derived.py): expressions checked when the config
 loads, device settings named in errors, and the pickup event's window."""
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from agent.config import AgentConfig
 from agent.derived import Derivation, DerivedSpec, EventSpec, Expression
 from agent.devices import build_devices
 from agent.drivers import Sample
+from tests.agent.test_faults import AgentProcess, Recorder, wait_for, write_config
 from wire.configfile import ConfigError
 from wire.structs import convert
 
@@ -125,3 +127,53 @@ def test_a_profile_deriving_from_an_unknown_name_is_refused(tmp_path: Path) -> N
     text = "\n".join(info.value.problems)
     assert "derived[0].expr: depth_cm, distanse_cm: not a metric of this profile" in text
     assert "events[0].metric: 'fil_pct' is not a metric" in text
+
+
+def test_a_pickup_reaches_the_events_topic_from_pantau_agent_run(
+    no_leaked_threads: None, modbus_server: Any, broker: Any, tmp_path: Path
+) -> None:
+    """A bin read over Modbus TCP by one ``pantau-agent run``: fill_pct arrives with the
+    telemetry, and emptying the bin sends a pickup event on the events topic."""
+    server = modbus_server({1: {"holding": {256: [300, 300, 290]}}})  # 30 cm: 70 % full
+    gateway = f"gw-bin-{time.time_ns() % 10**9}"
+    config = write_config(
+        tmp_path / "agent.yaml",
+        gateway,
+        broker.port,
+        devices=[
+            {
+                "id": "bin-pasar-mardika",
+                "profile": "garbage/ultrasonic-bin-modbus",
+                "interval": "500ms",
+                "settings": {"depth_cm": 100},
+                "connection": {"transport": "tcp", "host": "127.0.0.1", "port": server.port},
+            }
+        ],
+        log={"level": "INFO"},
+    )
+    recorder = Recorder(broker.port, gateway, f"rec-{gateway}", persistent=False).start()
+    agent = AgentProcess(config)
+
+    def fills() -> list[Any]:
+        return [
+            r["value"]
+            for m in list(recorder.messages["telemetry"])
+            for r in m["readings"]
+            if r["metric"] == "fill_pct"
+        ]
+
+    try:
+        wait_for(lambda: 70.0 in fills(), 15, "fill_pct 70 in the telemetry")
+        server.set(1, "holding", 256, [950])  # the truck came: 95 cm, 5 %
+        wait_for(lambda: bool(recorder.messages["events"]), 15, "the pickup event")
+    finally:
+        assert agent.stop() == 0, agent.log()
+        recorder.stop()
+    (event,) = recorder.messages["events"]
+    assert (event["device"], event["kind"]) == ("bin-pasar-mardika", "pickup")
+    assert event["data"] == {
+        "metric": "fill_pct",
+        "before": 70.0,
+        "after": 5.0,
+        "change": 65.0,
+    }
