@@ -45,18 +45,9 @@ def reading_body(device: str, ts: int, sample: Sample) -> bytes:
     quality, error = sample.quality, sample.error
     if isinstance(value, float) and not math.isfinite(value):
         value, quality, error = None, "bad", f"not a finite number: {value}"
-    doc: dict[str, Any] = {
-        "device": device,
-        "metric": sample.metric,
-        "value": value,
-        "ts": ts,
-        "quality": quality,
-    }
-    if error is not None:
-        doc["error"] = error
-    if sample.unit is not None:
-        doc["unit"] = sample.unit
-    return msgspec.json.encode(doc)
+    return wire.encode_reading(
+        device, sample.metric, value, ts, quality, error=error, unit=sample.unit
+    )
 
 
 @dataclass(frozen=True)
@@ -121,16 +112,9 @@ class Agent:
             self._dirty.set()
 
     def _on_event(self, device: str, event: EventOut) -> None:
-        doc: dict[str, Any] = {
-            "site": self.site,
-            "device": device,
-            "kind": event.kind,
-            "ts": event.ts,
-            "data": event.data,
-        }
-        if event.error is not None:
-            doc["error"] = event.error
-        body = msgspec.json.encode(doc, enc_hook=str)
+        body = wire.encode_event_body(
+            self.site, device, event.kind, ts=event.ts, data=event.data, error=event.error
+        )
         self.buffer.add("events", event.ts, [body])
         self.counts["events"] += 1
         self._dirty.set()
@@ -196,16 +180,12 @@ class Agent:
 
     def _publish_telemetry(self, items: list[Item]) -> None:
         seq = self.buffer.next_seq()
-        head = (
-            f'{{"v":1,"gateway":"{self.gateway}","seq":{seq},'
-            f'"site":{msgspec.json.encode(self.site).decode()},"readings":['
-        )
-        payload = head.encode() + b",".join(i.body for i in items) + b"]}"
+        payload = wire.encode_telemetry(self.gateway, seq, self.site, (i.body for i in items))
         self._send("telemetry", payload, [i.id for i in items])
 
     def _publish_event(self, item: Item) -> None:
         seq = self.buffer.next_seq()
-        payload = f'{{"v":1,"gateway":"{self.gateway}","seq":{seq},'.encode() + item.body[1:]
+        payload = wire.encode_event(self.gateway, seq, item.body)
         self._send("events", payload, [item.id])
 
     def _on_acked(self, ids: "list[int] | _Confirm") -> None:

@@ -1,8 +1,14 @@
 """End-to-end ingest: simulated gateways → mosquitto → central → InfluxDB, lossless?
 
-    .venv/bin/python -m bench.central_ingest --seconds 30
+    .venv/bin/python -m bench.central_ingest --seconds 20
+        [--shapes 200x20,8x500] [--workers 1[,2,...]]
         [--rates 50000,100000,...] [--nodered-rates 50000,75000,...]
-        [--publishers 2] [--gateways 8] [--no-nodered] [--only pantau|nodered]
+        [--publishers 2] [--no-nodered] [--only pantau|nodered]
+
+Each SHAPE is gateways x readings per message. The default measures the fleet's
+shape first (200 gateways, each message 20 readings: a river station's handful per
+second) and the agent's full batch second (8 gateways x 500 readings per message),
+Pantau and Node-RED at both, in the same run.
 
 In one run, on this machine, with a real mosquitto and InfluxDB 1.x in bench/.work/:
 
@@ -12,12 +18,13 @@ In one run, on this machine, with a real mosquitto and InfluxDB 1.x in bench/.wo
 2. InfluxDB direct: 2 writer processes POST 5,000-line batches of fresh points
    (pre-formatted). InfluxDB's write ceiling on this machine.
 3. Pantau central (``python -m central run``, a child process, default settings):
-   publisher processes (``--publishers``, simulating ``--gateways`` gateways, one
+   publisher processes (``--publishers``, simulating the shape's gateways, one
    MQTT connection each) publish QoS 1 telemetry shaped like the agent's
-   (``agent/app.py`` ``_publish_telemetry``, 500 readings per message) PACED at an
+   (``wire.encoding``'s telemetry encoder, the shape's readings per message) PACED at an
    offered rate for ``--seconds``, stepping the rate up (``--rates``) until
-   central can't keep up or loses anything. Each step's readings have their own
-   time range, so steps are verified independently.
+   central can't keep up or loses anything. ``--workers 1,2`` measures central with
+   ``run --workers N`` for each N (one shared subscription; CPU of all its processes).
+   Each step's readings have their own time range, so steps are verified independently.
 4. Node-RED (``npm install node-red node-red-contrib-influxdb`` in
    bench/.work/nodered): mqtt in (QoS 1) → json → function (split readings into
    points) → join (5,000 points or 0.2 s) → influxdb batch, stepped the same way.
@@ -62,9 +69,17 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / ".work"
 BASE_TS = 1_600_000_000_000  # 2020-09-13, ms
 STEP_SPAN = 10 * 86400 * 1000  # each step gets its own 10-day range (its own shard group)
-BATCH = 500  # readings per message, the agent's default mqtt.batch_size
+SHAPES = "200x20,8x500"  # gateways x readings per message: the fleet's, the agent's batch
 DEVICES = 10
 WINDOW = 64  # QoS 1 messages in flight per gateway, the agent's default mqtt.window
+
+
+def _shapes(text: str) -> list[tuple[int, int]]:
+    shapes = []
+    for part in text.split(","):
+        gateways, _, batch = part.partition("x")
+        shapes.append((int(gateways), int(batch)))
+    return shapes
 
 
 def _payload(gateway: str, seq: int, base: int, first: int, n: int) -> bytes:
@@ -98,6 +113,7 @@ def _publisher(
     seconds: float,
     start_at: float,
     base: int,
+    batch: int,
     out: Any,
 ) -> None:
     """Simulated gateways in one process: one MQTT connection each, QoS 1, at most
@@ -127,7 +143,7 @@ def _publisher(
     seq = dict.fromkeys(gateways, 1)
     time.sleep(max(0.0, start_at - time.monotonic()))
     deadline = start_at + seconds
-    interval = BATCH / rate if rate else 0.0
+    interval = batch / rate if rate else 0.0
     k = 0
     behind = 0.0
     while True:
@@ -143,10 +159,10 @@ def _publisher(
         with cond:
             cond.wait_for(lambda: inflight[gw] < WINDOW, 30)  # noqa: B023
             inflight[gw] += 1
-        body = _payload(gw, seq[gw], base, sent[gw], BATCH)
+        body = _payload(gw, seq[gw], base, sent[gw], batch)
         clients[gw].publish(f"pantau/v1/{gw}/telemetry", body, 1)
         seq[gw] += 1
-        sent[gw] += BATCH
+        sent[gw] += batch
         k += 1
     ended = time.monotonic()
     with cond:
@@ -185,6 +201,7 @@ class Publishers:
     rate: float | None
     seconds: float
     base: int
+    batch: int
     start_at: float = 0.0
     results: list[dict[str, Any]] = field(default_factory=list)
 
@@ -198,7 +215,16 @@ class Publishers:
         procs = [
             ctx.Process(
                 target=_publisher,
-                args=(self.port, g, per_rate, self.seconds, self.start_at, self.base, queue),
+                args=(
+                    self.port,
+                    g,
+                    per_rate,
+                    self.seconds,
+                    self.start_at,
+                    self.base,
+                    self.batch,
+                    queue,
+                ),
             )
             for g in groups
             if g
@@ -247,15 +273,16 @@ def bench_mosquitto(broker: Mosquitto, args: argparse.Namespace) -> dict[str, An
     try:
         if not ready.wait(15):
             raise RuntimeError("subscriber did not subscribe")
-        gateways = [f"mq-{i}" for i in range(args.gateways)]
+        n, batch = _shapes(args.shapes)[0]
+        gateways = [f"mq-{i}" for i in range(n)]
         seconds = min(args.seconds, 10.0)
-        pubs = Publishers(broker.port, gateways, args.publishers, None, seconds, BASE_TS)
+        pubs = Publishers(broker.port, gateways, args.publishers, None, seconds, BASE_TS, batch)
         meter: CpuMeter | None = None
         thread = pubs.start()
         time.sleep(max(0.0, pubs.start_at - time.monotonic()))
         meter = CpuMeter([broker.proc.pid, sub.pid or 0])  # type: ignore[union-attr]
         thread.join()
-        messages = sum(pubs.sent.values()) // BATCH
+        messages = sum(pubs.sent.values()) // batch
         deadline = time.monotonic() + 60
         while got.value < messages and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -265,11 +292,11 @@ def bench_mosquitto(broker: Mosquitto, args: argparse.Namespace) -> dict[str, An
         sub.terminate()
         sub.join(5)
     return {
-        "rate": got.value * BATCH / elapsed,
-        "lost": max(0, messages - got.value) * BATCH,
-        "duplicates": max(0, got.value - messages) * BATCH,
+        "rate": got.value * batch / elapsed,
+        "lost": max(0, messages - got.value) * batch,
+        "duplicates": max(0, got.value - messages) * batch,
         "cpu": f"broker {cpu:.0%} (+sub), pubs {pubs.cpu_seconds / elapsed:.0%}",
-        "note": f"{seconds:g} s unpaced",
+        "note": f"{seconds:g} s unpaced, {n}x{batch}",
     }
 
 
@@ -394,15 +421,16 @@ def _step(
     args: argparse.Namespace,
     step: int,
     rate: float,
-    pid: int,
+    pids: list[int],
+    shape: tuple[int, int],
 ) -> dict[str, Any]:
     base = BASE_TS + step * STEP_SPAN
     where = f"time >= {base}ms AND time < {base + STEP_SPAN}ms"
-    gateways = [f"{name}{step}-{i}" for i in range(args.gateways)]
-    pubs = Publishers(broker.port, gateways, args.publishers, rate, args.seconds, base)
+    gateways = [f"{name}{step}-{i}" for i in range(shape[0])]
+    pubs = Publishers(broker.port, gateways, args.publishers, rate, args.seconds, base, shape[1])
     thread = pubs.start()
     time.sleep(max(0.0, pubs.start_at - time.monotonic()))
-    meter = CpuMeter([pid])
+    meter = CpuMeter(pids)
     broker_meter = CpuMeter([broker.proc.pid])  # type: ignore[union-attr]
     influx_meter = CpuMeter([influx.proc.pid])  # type: ignore[union-attr]
     thread.join()
@@ -441,13 +469,18 @@ def _stepped(
     db: str,
     args: argparse.Namespace,
     rates: list[float],
-    pid: int,
+    pids: list[int],
     first_step: int,
+    shape: tuple[int, int],
 ) -> list[dict[str, Any]]:
     rows = []
     for k, rate in enumerate(rates):
-        print(f"  {name}: offering {rate:,.0f} readings/s for {args.seconds:g} s", file=sys.stderr)
-        row = _step(name, influx, broker, db, args, first_step + k, rate, pid)
+        print(
+            f"  {name} {shape[0]}x{shape[1]}: offering {rate:,.0f} readings/s "
+            f"for {args.seconds:g} s",
+            file=sys.stderr,
+        )
+        row = _step(name, influx, broker, db, args, first_step + k, rate, pids, shape)
         print(
             f"    stored {row['rate']:,.0f}/s, lost {row['lost']}, dups {row['duplicates']}, "
             f"lag {row['lag']:.1f} s, {row['cpu']}",
@@ -469,34 +502,69 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+BENCH_RULES = """
+rules:
+  - name: count-high
+    kind: threshold
+    match: {metric: count}
+    above: 1.0e15
+    severity: warning
+  - name: gateway-offline
+    kind: offline
+    after: 1h
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
+
+
 def bench_pantau(
-    work: Path, influx: InfluxDB, broker: Mosquitto, args: argparse.Namespace
+    work: Path,
+    influx: InfluxDB,
+    broker: Mosquitto,
+    args: argparse.Namespace,
+    shape: tuple[int, int],
+    workers: int,
+    first_step: int,
 ) -> list[dict[str, Any]]:
     port = free_port()
-    config = work / "central.yaml"
+    tag = f"{shape[0]}x{shape[1]}-w{workers}"
+    rules = work / "rules.yaml"
+    rules.write_text(BENCH_RULES)
+    config = work / f"central-{tag}.yaml"
     config.write_text(
         json.dumps(
             {
-                "mqtt": {"url": broker.url, "client_id": "bench-central"},
+                "mqtt": {
+                    "url": broker.url,
+                    "client_id": f"bench-central-{tag}",
+                    "shared_group": f"bench-{tag}",  # (used with --workers 2 and more)
+                },
                 "influx": {"url": influx.url, "database": "pantau"},
-                "data_dir": str(work / "central-data"),
+                "data_dir": str(work / f"central-data-{tag}"),
                 "api": {"listen": f"127.0.0.1:{port}"},
                 "log": {"level": "WARNING"},
+                "rules_file": str(rules),  # the alert engine sees every reading
             }
         )
     )
-    with open(work / "central.log", "ab") as log:
+    with open(work / f"central-{tag}.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "central", "run", "-c", str(config)],
+            [sys.executable, "-m", "central", "run", "-c", str(config), "--workers", str(workers)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
     try:
         wait_port(port, 30, proc)
-        time.sleep(1)
+        time.sleep(1 + workers)  # the other workers connect and subscribe
+        pids = [proc.pid, *_children(proc.pid)]
+        if len(pids) != workers:
+            raise RuntimeError(f"expected {workers} central processes, found {len(pids)}")
         rates = [float(r) for r in args.rates.split(",")]
-        return _stepped("pantau", influx, broker, "pantau", args, rates, proc.pid, 0)
+        return _stepped("pantau", influx, broker, "pantau", args, rates, pids, first_step, shape)
     finally:
         _stop(proc)
 
@@ -599,8 +667,13 @@ def _nodered_flow(broker: Mosquitto, influx: InfluxDB) -> list[dict[str, Any]]:
 
 
 def bench_nodered(
-    work: Path, influx: InfluxDB, broker: Mosquitto, args: argparse.Namespace
-) -> list[dict[str, Any]]:
+    work: Path,
+    influx: InfluxDB,
+    broker: Mosquitto,
+    args: argparse.Namespace,
+    shapes: list[tuple[int, int]],
+    first_step: int,
+) -> dict[tuple[int, int], list[dict[str, Any]]]:
     red = WORK / "nodered" / "node_modules" / "node-red" / "red.js"
     if not red.exists():
         raise RuntimeError(
@@ -644,7 +717,13 @@ def bench_nodered(
             time.sleep(0.2)
         time.sleep(1)
         rates = [float(r) for r in args.nodered_rates.split(",")]
-        return _stepped("nodered", influx, broker, "nodered", args, rates, proc.pid, 100)
+        return {
+            shape: _stepped(
+                "nodered", influx, broker, "nodered", args, rates, [proc.pid],
+                first_step + 20 * k, shape,
+            )
+            for k, shape in enumerate(shapes)
+        }  # fmt: skip
     finally:
         _stop(proc)
 
@@ -662,27 +741,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=20, help="publishing time per step")
     parser.add_argument(
+        "--shapes", default=SHAPES, help="GATEWAYSxREADINGS per message, comma-separated"
+    )
+    parser.add_argument(
+        "--workers", default="1", help="central worker counts to measure (run --workers N)"
+    )
+    parser.add_argument(
         "--rates",
-        default="50000,100000,150000,175000,200000,225000,250000,275000,300000",
+        default="20000,30000,45000,60000,80000,100000,125000,150000,200000,250000,300000",
         help="offered readings/s for central, stepped up until it can't keep up",
     )
     parser.add_argument(
         "--nodered-rates",
-        default="50000,60000,70000,80000,90000,100000,110000,120000",
+        default="10000,15000,20000,30000,40000,50000,60000,80000,100000,120000",
         help="the same for Node-RED",
     )
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
-    parser.add_argument("--gateways", type=int, default=8, help="simulated gateways")
     parser.add_argument("--no-nodered", action="store_true")
     parser.add_argument("--only", choices=["pantau", "nodered"], help="skip the reference rows")
     args = parser.parse_args(argv)
+    shapes = _shapes(args.shapes)
+    worker_counts = [int(w) for w in args.workers.split(",")]
     work = WORK / f"central-ingest-{int(time.time())}"
     work.mkdir(parents=True)
     broker = Mosquitto(work / "mosquitto").start()
     influx = InfluxDB(work / "influxdb").start()
     influx.create_database("pantau")
     rows: dict[str, dict[str, Any]] = {}
-    steps: dict[str, list[dict[str, Any]]] = {}
+    steps: dict[tuple[str, tuple[int, int]], list[dict[str, Any]]] = {}
     notes = []
     try:
         if not args.only:
@@ -690,55 +776,71 @@ def main(argv: list[str] | None = None) -> int:
             rows["mosquitto alone (pub→sub)"] = bench_mosquitto(broker, args)
             print("InfluxDB direct writes ...", file=sys.stderr)
             rows["InfluxDB direct"] = bench_influx(influx, args)
+        step = 0
         if args.only in (None, "pantau"):
-            print("Pantau central ...", file=sys.stderr)
-            steps["Pantau central"] = bench_pantau(work, influx, broker, args)
+            for shape in shapes:
+                for workers in worker_counts:
+                    name = "Pantau central" + (f" ({workers} workers)" if workers > 1 else "")
+                    print(f"{name} at {shape[0]}x{shape[1]} ...", file=sys.stderr)
+                    steps[(name, shape)] = bench_pantau(
+                        work, influx, broker, args, shape, workers, step
+                    )
+                    step += 20
         if args.only == "nodered" or (not args.no_nodered and not args.only):
             print("Node-RED ...", file=sys.stderr)
             try:
-                steps["Node-RED"] = bench_nodered(work, influx, broker, args)
+                for shape, found in bench_nodered(work, influx, broker, args, shapes, step).items():
+                    steps[("Node-RED", shape)] = found
             except Exception as exc:  # report, don't hide the rest
                 notes.append(f"Node-RED not measured: {exc}")
     finally:
         broker.stop()
         influx.stop()
-    for name, step_rows in steps.items():
-        best = _best(step_rows)
-        for row in step_rows:
-            tag = "best" if row is best else ("ok" if row["sustained"] else "FAILS")
-            rows[f"{name} @{row['offered'] / 1000:g}k [{tag}]"] = row
-    pantau = _best(steps.get("Pantau central", []))
-    print(f"\ncentral_ingest, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, {BATCH} rd/msg")
-    print(
-        f"{'pipeline':<34} {'readings/s':>11} {'lost':>8} {'dups':>6} {'Pantau is':>9}  "
-        "CPU (1 core = 100%)"
-    )
-    for name, row in rows.items():
-        ratio = f"{pantau['rate'] / row['rate']:.2f}x" if pantau and row["rate"] else "-"
-        if name.startswith("Pantau"):
-            ratio = "-"
+    print(f"\ncentral_ingest, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs")
+    summary: dict[str, Any] = {}
+    for shape in shapes:
+        label = f"{shape[0]} gateways x {shape[1]} readings/message"
+        pantau = _best(steps.get(("Pantau central", shape), []))
+        print(f"\n{label}")
         print(
-            f"{name:<34} {row['rate']:>11,.0f} {row['lost']:>8} {row['duplicates']:>6} "
-            f"{ratio:>9}  {row['cpu']}; {row['note']}"
+            f"{'pipeline':<40} {'readings/s':>11} {'lost':>8} {'dups':>6} {'Pantau is':>9}  "
+            "CPU (1 core = 100%)"
         )
-    nodered = _best(steps.get("Node-RED", []))
-    if pantau and nodered:
-        print(
-            f"Pantau best sustained lossless {pantau['rate']:,.0f}/s vs Node-RED "
-            f"{nodered['rate']:,.0f}/s: {pantau['rate'] / nodered['rate']:.2f}x"
-        )
+        shown = dict(rows) if shape == shapes[0] else {}
+        for (name, at), step_rows in steps.items():
+            if at != shape:
+                continue
+            best = _best(step_rows)
+            for row in step_rows:
+                tag = "best" if row is best else ("ok" if row["sustained"] else "FAILS")
+                shown[f"{name} @{row['offered'] / 1000:g}k [{tag}]"] = row
+        for name, row in shown.items():
+            ratio = f"{pantau['rate'] / row['rate']:.2f}x" if pantau and row["rate"] else "-"
+            if name.startswith("Pantau"):
+                ratio = "-"
+            print(
+                f"{name:<40} {row['rate']:>11,.0f} {row['lost']:>8} {row['duplicates']:>6} "
+                f"{ratio:>9}  {row['cpu']}; {row['note']}"
+            )
+        nodered = _best(steps.get(("Node-RED", shape), []))
+        if pantau and nodered:
+            print(
+                f"Pantau best sustained lossless {pantau['rate']:,.0f}/s vs Node-RED "
+                f"{nodered['rate']:,.0f}/s: {pantau['rate'] / nodered['rate']:.2f}x"
+            )
+        if pantau is None:  # nothing sustained: the best lossless step, else the first
+            tried = steps.get(("Pantau central", shape), [])
+            lossless = [r for r in tried if r["lost"] == 0 and r["duplicates"] == 0]
+            pantau = max(lossless, key=lambda r: r["rate"]) if lossless else next(iter(tried), None)
+        summary[f"{shape[0]}x{shape[1]}"] = {
+            "readings_per_s": round(pantau["rate"]) if pantau else 0,
+            "lost": pantau["lost"] if pantau else -1,
+            "duplicates": pantau["duplicates"] if pantau else -1,
+            "nodered_readings_per_s": round(nodered["rate"]) if nodered else None,
+        }
     for note in notes:
         print(note)
     print(f"(work dir {work})")
-    if pantau is None:  # nothing sustained: the best lossless step, else the first
-        tried = steps.get("Pantau central", [])
-        lossless = [r for r in tried if r["lost"] == 0 and r["duplicates"] == 0]
-        pantau = max(lossless, key=lambda r: r["rate"]) if lossless else next(iter(tried), None)
-    summary = {
-        "readings_per_s": round(pantau["rate"]) if pantau else 0,
-        "lost": pantau["lost"] if pantau else -1,
-        "duplicates": pantau["duplicates"] if pantau else -1,
-    }
     print(json.dumps(summary))
     return 0
 

@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         help="ingest processes sharing one MQTT shared subscription; one HTTP API (%(default)s)",
     )
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--retire", metavar="GROUP", help=argparse.SUPPRESS)
+    p.add_argument("--stale-group", metavar="GROUP", help=argparse.SUPPRESS)
     p = sub.add_parser("check", help="validate the config, connect to the broker and InfluxDB")
     with_config(p)
     p.add_argument("--offline", action="store_true", help="skip the connection tests")
@@ -150,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         return token_command(config, args)
     if args.command == "dead-letters":
         return replay_command(config, args)
-    return run(config, args.config, args.workers, args.worker_index)
+    return run(
+        config,
+        args.config,
+        args.workers,
+        args.worker_index,
+        retire=args.retire,
+        stale_group=args.stale_group,
+    )
 
 
 def replay_command(config: CentralConfig, args: argparse.Namespace) -> int:
@@ -197,22 +206,43 @@ def token_command(config: CentralConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def run(config: CentralConfig, path: Path, workers: int = 1, index: int = 0) -> int:
+def run(
+    config: CentralConfig,
+    path: Path,
+    workers: int = 1,
+    index: int = 0,
+    *,
+    retire: str | None = None,
+    stale_group: str | None = None,
+) -> int:
+    from central import workers as pool
     from central.ingest import tune_gc
     from central.service import Central, serve
-    from central.workers import Workers, run_worker, worker_config
 
     tune_gc()
     os.umask(0o077)  # data files 0600, folders 0700, as the unit's UMask=0077
-    config = worker_config(config, index, workers)
     try:
         if index:
-            return run_worker(config, index, path)
-        central = Central(config, config_path=path)
+            mine = pool.worker_config(config, index, workers, retire)
+            return pool.run_worker(
+                mine, index, path, retire=retire is not None, stale_group=stale_group
+            )
+        mine = pool.worker_config(config, 0, workers)
+        last, last_group = pool.previous_run(config.data_dir)
+        central = Central(mine, config_path=path)
     except ConfigError as exc:
         exc.report()
         return 2
-    asyncio.run(serve(central, Workers(path, workers) if workers > 1 else None))
+    group = mine.mqtt.shared_group
+    stale = last_group if last_group and last_group != group else None
+    if stale:
+        central.ingest.stale_subscriptions = pool.shared_topics(stale)
+    retired = list(range(max(1, workers), last))
+    pool.record_run(config.data_dir, workers, group)
+    team = None
+    if workers > 1 or retired:
+        team = pool.Workers(path, workers, retired, last_group, stale)
+    asyncio.run(serve(central, team))
     return 0
 
 

@@ -70,8 +70,10 @@ class MqttSection(MqttBase):
     client_id: str = "pantau-central"
     # how long the broker keeps our queue while we're away
     session_expiry: Duration = Duration(7 * 86400.0)
-    # unacked messages in flight
-    receive_maximum: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1000
+    # unacknowledged messages the broker may send at once (MQTT 5 Receive Maximum)
+    receive_maximum: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 10000
+    # readings received but not yet stored and acknowledged: the window that matters
+    inflight_readings: Annotated[int, msgspec.Meta(ge=100)] = 100_000
     shared_group: SharedGroup | None = None  # MQTT 5 shared subscription $share/<group>/...
 
 

@@ -2,8 +2,12 @@
 
 The MQTT session is persistent (MQTT 5, ``clean_start`` off, a session expiry),
 so while central is down or InfluxDB refuses writes the broker keeps the
-messages. ``mqtt.receive_maximum`` bounds how many unacknowledged messages the
-broker sends us, which bounds the memory held while InfluxDB is slow.
+messages. ``mqtt.inflight_readings`` bounds how many readings central holds
+unacknowledged: when it is reached, the network thread stops reading from the
+broker (which keeps the rest) until writes are acknowledged. A window counted in
+readings, not messages, serves both a fleet of small messages (20 readings) and
+the agent's full batches (500); ``mqtt.receive_maximum`` (messages) only has to be
+large enough not to bind first.
 
 Throughput (``bench/central_ingest``; ``docs/benchmarks.md``) is bound by the GIL:
 validating the readings, formatting lines and the alert engine share one core.
@@ -42,6 +46,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import wire
+from central._mqttsock import BufferedSocket
 from central.config import CentralConfig
 from central.influx import V1Writer, WriteError, Writer
 from central.limits import Names
@@ -115,6 +120,13 @@ class _RateLimitedLog:
         self._last[reason] = now
 
 
+class _Client(paho.Client):
+    """paho's client reading through a buffer (``central._mqttsock``)."""
+
+    def _create_socket(self) -> Any:
+        return BufferedSocket(super()._create_socket())
+
+
 class Ingest:
     def __init__(
         self,
@@ -135,6 +147,12 @@ class Ingest:
         self.influx_ok = threading.Event()
         self._queue: deque[Pending] = deque()
         self._points = 0
+        self._inflight = 0  # readings received, not yet stored and acknowledged
+        self._retiring = False
+        self._end_session = False
+        self._last_message = time.monotonic()
+        self.stale_subscriptions: list[str] = []  # unsubscribed when a session is resumed
+        self._room = threading.Event()  # set when acknowledgements free the window
         self._cond = threading.Condition()
         self._stopping = False
         self._generation = 0
@@ -158,7 +176,7 @@ class Ingest:
 
     def _make_client(self) -> paho.Client:
         mqtt = self.config.mqtt
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=mqtt.client_id,
             protocol=paho.MQTTv5,
@@ -201,11 +219,20 @@ class Ingest:
             self.config.mqtt.url,
             "resumed" if flags.session_present else "new",
         )
+        if self._retiring:
+            client.unsubscribe(self.subscriptions())  # no new share; take what is queued
+            self.connected.set()
+            return
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.subscriptions()])
-        if self.config.mqtt.shared_group and flags.session_present:
-            # a session kept from a single-worker run: its plain subscriptions would
-            # deliver every message to this worker a second time
-            client.unsubscribe([subscription(kind) for kind in SUBSCRIBED_KINDS])
+        if flags.session_present:
+            # a session kept from an earlier run: subscriptions it no longer wants (the
+            # plain ones of a single worker, the group of earlier workers) would deliver
+            # messages to this worker a second time
+            stale = list(self.stale_subscriptions)
+            if self.config.mqtt.shared_group:
+                stale += [subscription(kind) for kind in SUBSCRIBED_KINDS]
+            if stale:
+                client.unsubscribe(stale)
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, codes: Any, props: Any
@@ -231,6 +258,7 @@ class Ingest:
             self.client.ack(item.mid, 1)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._last_message = time.monotonic()
         payload = bytes(msg.payload)
         try:
             self.handle(msg.topic, payload, msg.mid)
@@ -352,6 +380,7 @@ class Ingest:
         with self._cond:
             self._queue.append(item)
             self._points += len(item.lines)
+            self._inflight += len(item.lines)
             self.metrics.pending_points = self._points
             self.metrics.pending_messages = len(self._queue)
             if self._points >= self.config.influx.batch_size:
@@ -402,6 +431,9 @@ class Ingest:
             return  # unacknowledged: the broker sends it again after restart
         for item in batch:
             self._ack(item)
+        with self._cond:
+            self._inflight -= sum(len(item.lines) for item in batch)
+        self._room.set()
         done = time.monotonic()
         self.metrics.acknowledged(done - item.received for item in batch)
 
@@ -532,8 +564,19 @@ class Ingest:
             try:
                 client.reconnect()
                 rc = paho.MQTT_ERR_SUCCESS
+                window = self.config.mqtt.inflight_readings
                 while rc == paho.MQTT_ERR_SUCCESS and not self._closing.is_set():
-                    rc = client.loop(timeout=0.5)
+                    if self._inflight < window:
+                        rc = client.loop(timeout=0.5)
+                        continue
+                    # the window is full: read nothing until writes are acknowledged
+                    # (the broker holds the rest); keep sending acks and pings
+                    self._room.clear()
+                    rc = client.loop_write()
+                    if rc == paho.MQTT_ERR_SUCCESS:
+                        rc = client.loop_misc()
+                    if self._inflight >= window:
+                        self._room.wait(0.05)
             except (OSError, ssl.SSLError, ValueError) as exc:
                 if self._reconnects == 0:
                     log.warning("cannot connect to %s: %s", self.config.mqtt.url, exc)
@@ -543,6 +586,21 @@ class Ingest:
                 break
             self._closing.wait(self.reconnect_backoff.delay(self._reconnects))
             self._reconnects += 1
+
+    def retire(self, quiet: float = 3.0, timeout: float = 600.0) -> None:
+        """A worker leaving the group for good (``--workers`` went down): take no new
+        share, store what the broker kept for this session, then end the session, so the
+        broker stops handing it messages nobody would read."""
+        self._retiring = True
+        self.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            idle = time.monotonic() - self._last_message
+            if self.connected.is_set() and idle >= quiet and self._inflight == 0:
+                break
+            time.sleep(0.2)
+        self._end_session = True
+        self.stop()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is pending (acknowledging it), then disconnect."""
@@ -554,7 +612,12 @@ class Ingest:
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
         self._closing.set()
-        self.client.disconnect()
+        if self._end_session:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0  # the broker forgets this session
+            self.client.disconnect(properties=props)
+        else:
+            self.client.disconnect()
         if self._network_thread is not None:
             self._network_thread.join(5)
         self.registry.flush()

@@ -11,9 +11,16 @@ and exactly one of them, whichever holds the alert lease, evaluates alert rules.
 
 Worker 0 restarts a worker that dies (after 1 s, doubling to 30 s while it keeps
 dying) and stops them all when it stops; a worker also ends when worker 0 dies.
+
+Fewer workers than last time (``<data_dir>/workers.json`` remembers): a broker such as
+mosquitto keeps handing a share of the messages to the session of a worker that no
+longer runs, where they would wait unread. So worker 0 runs each retired worker once
+more in ``--retire`` mode: it leaves the group, stores what the broker kept for it,
+and ends its session. A change of ``mqtt.shared_group`` is handled the same way.
 """
 
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -26,18 +33,23 @@ from pathlib import Path
 import msgspec
 
 from central.config import CentralConfig, SharedGroup
+from wire.topics import subscription
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "pantau-central"
 PR_SET_PDEATHSIG = 1
+STATE = "workers.json"
+KINDS = ("telemetry", "events", "state", "health", "cmd/reply")
 
 
-def worker_config(config: CentralConfig, index: int, workers: int) -> CentralConfig:
+def worker_config(
+    config: CentralConfig, index: int, workers: int, group: str | None = None
+) -> CentralConfig:
     """Worker ``index``'s view of central.yaml: its own client id, the shared group."""
-    if workers <= 1 and index == 0:
+    if workers <= 1 and index == 0 and group is None:
         return config
-    group = config.mqtt.shared_group or SharedGroup(DEFAULT_GROUP)
+    group = SharedGroup(group or config.mqtt.shared_group or DEFAULT_GROUP)
     client_id = config.mqtt.client_id if index == 0 else f"{config.mqtt.client_id}-{index}"
     # a broker set up by `pantau-provision broker-config --central-workers N` makes each
     # username the client id, so every worker logs in as its own user (same password)
@@ -48,6 +60,24 @@ def worker_config(config: CentralConfig, index: int, workers: int) -> CentralCon
         config.mqtt, shared_group=group, client_id=client_id, username=username
     )
     return msgspec.structs.replace(config, mqtt=mqtt)
+
+
+def shared_topics(group: str) -> list[str]:
+    return [f"$share/{group}/{subscription(kind)}" for kind in KINDS]
+
+
+def previous_run(data_dir: Path) -> tuple[int, str | None]:
+    """How many workers ran last time, and their shared group (1, None: unknown)."""
+    try:
+        state = json.loads((data_dir / STATE).read_text())
+        return int(state["workers"]), state.get("group")
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1, None
+
+
+def record_run(data_dir: Path, workers: int, group: str | None) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / STATE).write_text(json.dumps({"workers": workers, "group": group}))
 
 
 def _die_with_parent() -> None:
@@ -62,9 +92,19 @@ def _die_with_parent() -> None:
 class Workers:
     """Worker 0's children: started, watched, restarted, stopped."""
 
-    def __init__(self, config_path: Path, workers: int) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        workers: int,
+        retire: list[int] | None = None,
+        retire_group: str | None = None,
+        stale_group: str | None = None,
+    ) -> None:
         self.config_path = config_path
         self.count = workers
+        self.retire = retire or []
+        self.retire_group = retire_group
+        self.stale_group = stale_group
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,11 +112,16 @@ class Workers:
     def _spawn(self, index: int) -> None:
         argv = [sys.executable, "-m", "central", "run", "-c", str(self.config_path)]
         argv += ["--workers", str(self.count), "--worker-index", str(index)]
+        if index in self.retire:
+            argv += ["--retire", self.retire_group or DEFAULT_GROUP]
+        elif self.stale_group:
+            argv += ["--stale-group", self.stale_group]
         self.procs[index] = subprocess.Popen(argv, preexec_fn=_die_with_parent)  # noqa: PLW1509
-        log.info("started ingest worker %d (pid %d)", index, self.procs[index].pid)
+        what = "retiring worker" if index in self.retire else "ingest worker"
+        log.info("started %s %d (pid %d)", what, index, self.procs[index].pid)
 
     def start(self) -> None:
-        for index in range(1, self.count):
+        for index in [*range(1, self.count), *self.retire]:
             self._spawn(index)
         self._thread = threading.Thread(target=self._watch, name="workers", daemon=True)
         self._thread.start()
@@ -87,6 +132,10 @@ class Workers:
             for index, proc in list(self.procs.items()):
                 code = proc.poll()
                 if code is None or self._stop.is_set():
+                    continue
+                if index in self.retire and code == 0:
+                    log.info("worker %d retired: its broker session is closed", index)
+                    del self.procs[index]
                     continue
                 log.error("ingest worker %d exited with %s; restarting in %gs",
                           index, code, delay[index])  # fmt: skip
@@ -114,11 +163,25 @@ class Workers:
                 proc.wait()
 
 
-def run_worker(central_config: CentralConfig, index: int, path: Path) -> int:
-    """A worker without the HTTP API, until SIGTERM / SIGINT."""
+def run_worker(
+    central_config: CentralConfig,
+    index: int,
+    path: Path,
+    *,
+    retire: bool = False,
+    stale_group: str | None = None,
+) -> int:
+    """A worker without the HTTP API, until SIGTERM / SIGINT; ``retire``: until what the
+    broker kept for it is stored, then it ends its session."""
     from central.service import Central
 
     central = Central(central_config, config_path=path)
+    if stale_group:
+        central.ingest.stale_subscriptions = shared_topics(stale_group)
+    if retire:
+        central.ingest.retire()
+        central.close()
+        return 0
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -87,7 +87,7 @@ max_queued_messages 1000000
 max_queued_bytes 0
 # Stock mosquitto sends only 20 unacknowledged messages at a time to a client;
 # central acknowledges after writing to InfluxDB, so allow a deeper pipeline.
-max_inflight_messages 1000
+max_inflight_messages 10000
 # Pantau payloads are at most 256 KiB; refuse anything far larger.
 max_packet_size 1048576
 """

@@ -116,7 +116,7 @@ MOSQUITTO_LIMITS = """\
 # client has 1000 queued, and sends only 20 unacknowledged messages at a time.
 max_queued_messages 1000000
 max_queued_bytes 0
-max_inflight_messages 1000
+max_inflight_messages 10000
 max_packet_size 1048576
 """
 

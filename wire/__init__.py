@@ -8,7 +8,16 @@ Exceptions::
 """
 
 from wire.durations import Duration, format_duration, parse_duration
-from wire.encoding import MAX_PAYLOAD_BYTES, WireError, decode, encode
+from wire.encoding import (
+    MAX_PAYLOAD_BYTES,
+    WireError,
+    decode,
+    encode,
+    encode_event,
+    encode_event_body,
+    encode_reading,
+    encode_telemetry,
+)
 from wire.models import (
     PAYLOAD_VERSION,
     Command,
@@ -56,6 +65,10 @@ __all__ = [
     "__version__",
     "decode",
     "encode",
+    "encode_event",
+    "encode_event_body",
+    "encode_reading",
+    "encode_telemetry",
     "format_duration",
     "gateway_id_ok",
     "parse_duration",

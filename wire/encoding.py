@@ -1,11 +1,19 @@
-"""JSON encoding with a size limit, and validation on the way in."""
+"""JSON encoding with a size limit, and validation on the way in.
+
+The agent's hot path does not build models: it keeps each reading as its compact
+JSON (:func:`encode_reading`, as it sits in the disk buffer) and joins a batch of
+them into a telemetry payload (:func:`encode_telemetry`) without parsing them again.
+Both produce exactly what :func:`decode` accepts as :class:`Telemetry`; events work
+the same way (:func:`encode_event_body`, :func:`encode_event`).
+"""
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
-from wire.models import Command, CommandReply, Event, Health, State, Telemetry
+from wire.models import PAYLOAD_VERSION, Command, CommandReply, Event, Health, State, Telemetry
 from wire.structs import error_location, plain
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -65,6 +73,66 @@ def encode(model: msgspec.Struct) -> bytes:
     return data
 
 
+def encode_reading(
+    device: str,
+    metric: str,
+    value: Any,
+    ts: int,
+    quality: str,
+    *,
+    error: str | None = None,
+    unit: str | None = None,
+) -> bytes:
+    """One :class:`Reading` as compact JSON (None fields left out)."""
+    doc: dict[str, Any] = {
+        "device": str(device),
+        "metric": str(metric),
+        "value": value,
+        "ts": ts,
+        "quality": quality,
+    }
+    if error is not None:
+        doc["error"] = error
+    if unit is not None:
+        doc["unit"] = str(unit)
+    return msgspec.json.encode(doc)
+
+
+def encode_telemetry(gateway: str, seq: int, site: str | None, readings: Iterable[bytes]) -> bytes:
+    """A :class:`Telemetry` payload from readings already encoded by :func:`encode_reading`."""
+    head = b'{"v":%d,"gateway":%s,"seq":%d,' % (
+        PAYLOAD_VERSION,
+        msgspec.json.encode(str(gateway)),  # a validated id may be a str subclass
+        seq,
+    )
+    if site is not None:
+        head += b'"site":%s,' % msgspec.json.encode(str(site))
+    return head + b'"readings":[' + b",".join(readings) + b"]}"
+
+
+def encode_event_body(
+    site: str | None, device: str, kind: str, *, ts: int, data: Any, error: str | None = None
+) -> bytes:
+    """An :class:`Event` without its envelope (``v``, ``gateway``, ``seq``), as the agent
+    buffers it; :func:`encode_event` adds the envelope when it is sent."""
+    doc: dict[str, Any] = {"device": str(device), "kind": str(kind), "ts": ts, "data": data}
+    if site is not None:
+        doc = {"site": str(site), **doc}
+    if error is not None:
+        doc["error"] = error
+    return msgspec.json.encode(doc, enc_hook=str)
+
+
+def encode_event(gateway: str, seq: int, body: bytes) -> bytes:
+    """The :class:`Event` payload: the envelope, then the body of :func:`encode_event_body`."""
+    head = b'{"v":%d,"gateway":%s,"seq":%d,' % (
+        PAYLOAD_VERSION,
+        msgspec.json.encode(str(gateway)),
+        seq,
+    )
+    return head + body[1:]
+
+
 def decode(kind: str, payload: bytes, topic_gateway: str | None = None) -> Any:
     """Validate ``payload`` as the model for ``kind``; raises WireError."""
     model = MODELS.get(kind)
@@ -73,7 +141,7 @@ def decode(kind: str, payload: bytes, topic_gateway: str | None = None) -> Any:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
-        obj = msgspec.json.decode(payload, type=model)
+        obj = _decoder(model).decode(payload)
     except msgspec.ValidationError as exc:
         if _INT64_BOUNDS.search(str(exc)):  # a number no gateway can mean: 4,000 digits...
             raise WireError("bad_json", f"a number out of range: {_summarize(exc)}") from None
@@ -97,6 +165,16 @@ def decode(kind: str, payload: bytes, topic_gateway: str | None = None) -> Any:
             "gateway_mismatch", f"payload gateway {gateway!r} on topic of {topic_gateway!r}"
         )
     return obj
+
+
+_DECODERS: dict[type, Any] = {}
+
+
+def _decoder(model: type[msgspec.Struct]) -> Any:
+    decoder = _DECODERS.get(model)
+    if decoder is None:
+        decoder = _DECODERS[model] = msgspec.json.Decoder(model)
+    return decoder
 
 
 def _summarize(exc: msgspec.ValidationError) -> str:

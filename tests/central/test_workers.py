@@ -174,7 +174,7 @@ def test_leader_killed_mid_stream_every_reading_once_every_incident_notified_onc
                 print(w.output())
 
 
-def test_workers_option_runs_n_ingest_processes_behind_one_api(
+def test_workers_option_runs_n_ingest_processes_behind_one_api_and_scales_down(
     tmp_path: Path, broker: Mosquitto, influx: InfluxDB, influx_db: str, gateway_id: str
 ) -> None:
     port = free_port()
@@ -188,49 +188,73 @@ def test_workers_option_runs_n_ingest_processes_behind_one_api(
         mqtt={"client_id": f"c-{gateway_id}", "shared_group": f"g-{gateway_id}"},
     )
     log = tmp_path / "central.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "central", "run", "--workers", "3", "-c", str(config)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
     pub = Publisher(broker.port, f"pub-{gateway_id}")
-    try:
-        url = f"http://127.0.0.1:{port}"
+    t0 = int(time.time() * 1000) - 60_000
 
-        def children() -> list[int]:
-            found = subprocess.run(
-                ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
-            )
-            return [int(p) for p in found.stdout.split()]
-
-        wait_for(lambda: len(children()) == 2, 20, "two more workers")
-        wait_for(lambda: _ready(url), 20, "the API to be ready")
-        time.sleep(1.5)  # the other workers subscribed too
-        gateways = [f"{gateway_id}-{g}" for g in range(12)]
-        t0 = int(time.time() * 1000) - 60_000
+    def publish(part: str) -> tuple[int, float]:
+        gateways = [f"{gateway_id}-{part}-{g}" for g in range(12)]
         for m in range(10):
             for gw in gateways:
                 values = [float(m * READINGS + r) for r in range(READINGS)]
                 pub.publish(f"pantau/v1/{gw}/telemetry", message(gw, m + 1, t0, m * 20, values))
+        return 2400, sum(float(v) for v in range(200)) * len(gateways)
+
+    def start(workers: int) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "central", "run", "--workers", str(workers),
+                 "-c", str(config)],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def children(proc: subprocess.Popen[bytes]) -> list[int]:
+        found = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
+        )
+        return [int(p) for p in found.stdout.split()]
+
+    proc = start(3)
+    try:
+        wait_for(lambda: len(children(proc)) == 2, 20, "two more workers")
+        wait_for(lambda: _ready(url), 20, "the API to be ready")
+        time.sleep(1.5)  # the other workers subscribed too
+        expected = publish("a")
         pub.wait_acked(120)
-        total = sum(float(v) for v in range(200)) * len(gateways)
         wait_for(
-            lambda: influx_totals(influx, influx_db, gateway_id) == (2400, total),
+            lambda: influx_totals(influx, influx_db, f"{gateway_id}-a") == expected,
             30,
             "every reading once",
         )
-        kids = children()
+        kids = children(proc)
         states = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in kids}
         assert sorted(a[a.index(b"--worker-index") + 1] for a in states.values()) == [b"1", b"2"]
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         assert proc.returncode == 0
         wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in kids), 10, "exits")
+
+        # two workers from now on: worker 2 retires (its session would keep a share)
+        proc = start(2)
+        wait_for(lambda: _ready(url), 20, "the API to be ready again")
+        wait_for(lambda: "worker 2 retired" in log.read_text(), 30, "worker 2 to retire")
+        expected = publish("b")
+        pub.wait_acked(240)
+        wait_for(
+            lambda: influx_totals(influx, influx_db, f"{gateway_id}-b") == expected,
+            30,
+            "every reading once with two workers",
+        )
+        assert len(children(proc)) == 1
     finally:
         pub.close()
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         text = log.read_text(errors="replace")
         assert "Traceback" not in text, text[-3000:]
 

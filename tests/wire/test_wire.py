@@ -259,3 +259,56 @@ def test_config_typed_values_go_out_as_plain_json():
     assert doc["devices"][0]["interval"] == 0.1
     assert "reason" not in doc  # None is left out
     assert wire.decode("state", wire.encode(state)) == state
+
+
+def test_the_fast_telemetry_encoder_writes_what_decode_reads() -> None:
+    readings = [
+        wire.encode_reading("river-1", "level_cm", 312.5, 1_700_000_000_000, "good", unit="cm"),
+        wire.encode_reading(
+            "river-1", "rain_mm", None, 1_700_000_000_500, "bad", error='timeout "x"'
+        ),
+    ]
+    payload = wire.encode_telemetry("gw-7", 42, "kota \u00e9", readings)
+    assert wire.decode("telemetry", payload, topic_gateway="gw-7") == wire.Telemetry(
+        gateway="gw-7",
+        seq=42,
+        site="kota \u00e9",
+        readings=[
+            wire.Reading(
+                device="river-1", metric="level_cm", value=312.5, ts=1_700_000_000_000,
+                quality="good", unit="cm",
+            ),
+            wire.Reading(
+                device="river-1", metric="rain_mm", value=None, ts=1_700_000_000_500,
+                quality="bad", error='timeout "x"',
+            ),
+        ],
+    )  # fmt: skip
+    no_site = wire.decode("telemetry", wire.encode_telemetry("gw-7", 1, None, readings[:1]))
+    assert no_site.site is None and len(no_site.readings) == 1
+
+
+def test_the_fast_event_encoder_writes_what_decode_reads() -> None:
+    body = wire.encode_event_body(
+        "kota-a", "till-1", "receipt", ts=1_700_000_000_000, data={"total": "12500.00"}
+    )
+    event = wire.decode("events", wire.encode_event("gw-8", 3, body), topic_gateway="gw-8")
+    assert (event.gateway, event.seq, event.site, event.kind, event.data) == (
+        "gw-8",
+        3,
+        "kota-a",
+        "receipt",
+        {"total": "12500.00"},
+    )
+
+
+def test_the_fast_encoders_take_validated_str_subclasses() -> None:
+    class Id(str):
+        pass
+
+    payload = wire.encode_telemetry(
+        Id("gw-9"), 1, Id("kota"), [wire.encode_reading(Id("d"), Id("m"), 1.0, 5, "good")]
+    )
+    assert wire.decode("telemetry", payload).gateway == "gw-9"
+    body = wire.encode_event_body(Id("kota"), Id("d"), Id("k"), ts=5, data={})
+    assert wire.decode("events", wire.encode_event(Id("gw-9"), 2, body)).site == "kota"
