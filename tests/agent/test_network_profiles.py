@@ -16,6 +16,7 @@ CONNECTIONS = {
     "tcp": {"host": "127.0.0.1", "port": 554},
     "http": {"url": "https://127.0.0.1/"},
     "snmp": {"host": "127.0.0.1", "community": "public", "if_index": 2},
+    "modbus": {"transport": "tcp", "host": "127.0.0.1"},  # network/tower-power-rectifier
 }
 
 
