@@ -78,8 +78,12 @@ class CentralRecord(_Record):
 
     def users(self) -> list[str]:
         """Central's broker usernames, one per worker (the broker makes each username
-        that client's id): ``pantau-central``, ``pantau-central-1`` ..."""
-        return [self.username] + [f"{self.username}-{i}" for i in range(1, max(1, self.workers))]
+        that client's id): ``pantau-central``, ``pantau-central-1`` ..., and with several
+        workers ``pantau-central-alerts``, the alert leader's own feed (central.alerts.feed,
+        named after the default shared group)."""
+        workers = [f"{self.username}-{i}" for i in range(1, max(1, self.workers))]
+        feed = [f"{self.username}-alerts"] if self.workers > 1 else []
+        return [self.username, *workers, *feed]
 
 
 class Settings(_Record):

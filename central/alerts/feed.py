@@ -9,7 +9,8 @@ The feed's MQTT session is persistent and named after the group
 (``<shared_group>-alerts``), so when a leader dies the broker keeps what arrives
 until the next leader connects with the same client id (``SESSION_EXPIRY``), and the
 new leader evaluates it. Messages are acknowledged once queued for the engine: the
-feed never holds readings back; InfluxDB storage stays with ingest.
+feed never holds readings back; InfluxDB storage stays with ingest. With broker
+credentials, the feed logs in as ``<shared_group>-alerts`` (:func:`username`).
 """
 
 import logging
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -38,6 +40,14 @@ def client_id(config: CentralConfig) -> str:
     return f"{config.mqtt.shared_group}-alerts"
 
 
+def username(config: CentralConfig) -> str | None:
+    """A broker that makes each username the client id (``pantau-provision broker-config``,
+    ``use_username_as_clientid``) needs the feed to log in as a user of its own:
+    ``<shared_group>-alerts``, with central's password; broker-config adds
+    ``pantau-central-alerts`` (the default group's) with ``--central-workers`` 2 or more."""
+    return client_id(config) if config.mqtt.username else None
+
+
 class Feed:
     def __init__(self, config: CentralConfig, deliver: Callable[[str, Any], None]) -> None:
         self.config = config
@@ -47,7 +57,7 @@ class Feed:
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id(config), protocol=paho.MQTTv5
         )
-        login(self.client, mqtt)
+        login(self.client, msgspec.structs.replace(mqtt, username=username(config)))
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message

@@ -210,6 +210,11 @@ def test_broker_config_binds_client_ids_to_usernames_and_saves_on_changes(
     assert conf.count("use_username_as_clientid true") == 1  # the one password listener
     assert "autosave_on_changes true\nautosave_interval 1000\n" in conf
     users = [line.split(":")[0] for line in (tmp_path / "b" / "passwd").read_text().splitlines()]
-    assert users == ["pantau-central", "pantau-central-1", "pantau-central-2"]
+    assert users == [
+        "pantau-central",
+        "pantau-central-1",
+        "pantau-central-2",
+        "pantau-central-alerts",  # the alert leader's feed
+    ]
     acl = (tmp_path / "b" / "acl").read_text()
     assert all(f"user {u}\ntopic read pantau/v1/#\n" in acl for u in users)
