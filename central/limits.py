@@ -89,7 +89,7 @@ class Names:
                 if keep is not None:
                     keep.append(r)
                 continue
-            why = metrics if type(metrics) is str else self._metric(gw, metrics, r.metric)
+            why = metrics if isinstance(metrics, str) else self._metric(gw, metrics, r.metric)
             if why is None:
                 if keep is not None:
                     keep.append(r)

@@ -189,7 +189,7 @@ class Encoder:
                     start = starts.get(r.metric)
                     if start is None:
                         start = starts[r.metric] = f"{head}{esc(r.metric)}="
-                    append(f"{start}{float(value)!r} {r.ts}")  # type: ignore[arg-type]
+                    append(f"{start}{float(value)!r} {r.ts}")
                     continue
             error = error or ("no value" if r.quality == "good" else "bad quality")
             site_tag = f",site={site}" if site else ""
