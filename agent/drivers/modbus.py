@@ -30,6 +30,7 @@ from agent.drivers._modbus_decode import (
     INTEGER_BITS,
     DecodeError,
     Order,
+    RegisterType,
     check_order,
     decode,
     decode_string,
@@ -56,21 +57,7 @@ from agent.drivers.base import (
 from wire import Duration, ValueType
 from wire.structs import Section
 
-PointType = Literal[
-    "int8",
-    "uint8",
-    "int16",
-    "uint16",
-    "int32",
-    "uint32",
-    "float16",
-    "float32",
-    "int64",
-    "uint64",
-    "float64",
-    "string",
-    "bool",
-]
+PointType = Literal[RegisterType, "bool"]  # registers' types, or a coil/discrete bit
 INTEGER_TYPES = tuple(INTEGER_BITS)
 UNSIGNED_BITS = {"uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
 Encoding = Literal["ascii", "latin-1", "utf-8"]
