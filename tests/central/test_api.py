@@ -1,7 +1,6 @@
 """The HTTP API against a real registry and a real InfluxDB (ingest not started)."""
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,17 +14,6 @@ from scripts.services import InfluxDB
 from wire.structs import convert
 
 OPEN = {"/healthz", "/readyz"}
-
-
-@pytest.fixture
-def central(tmp_path: Path, influx: InfluxDB, influx_db: str) -> Iterator[Central]:
-    config = convert(
-        {"influx": {"url": influx.url, "database": influx_db}, "data_dir": str(tmp_path)},
-        CentralConfig,
-    )
-    c = Central(config)
-    yield c
-    c.close()
 
 
 def _all_routes(client: TestClient) -> list[tuple[str, str]]:

@@ -2,7 +2,6 @@
 the dashboard's page when it serves one, else a redirect to the gateway in the API."""
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,24 +11,10 @@ from fastapi.testclient import TestClient
 
 from central.api.app import create_app
 from central.api.routes import gateway_page
-from central.config import CentralConfig
 from central.service import Central
 from provisioning.cli import main as provision
 from provisioning.label import _qr
 from provisioning.label import gateway_page as label_url
-from scripts.services import InfluxDB
-from wire.structs import convert
-
-
-@pytest.fixture
-def central(tmp_path: Path, influx: InfluxDB, influx_db: str) -> Iterator[Central]:
-    config = convert(
-        {"influx": {"url": influx.url, "database": influx_db}, "data_dir": str(tmp_path / "c")},
-        CentralConfig,
-    )
-    c = Central(config)
-    yield c
-    c.close()
 
 
 def svg_matrix(svg: str) -> set[tuple[int, int]]:

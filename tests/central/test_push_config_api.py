@@ -1,27 +1,14 @@
 """``POST /api/v1/gateways/<id>/config`` before anything reaches a gateway: admin only,
 known gateways only, a clear 503 while central is not connected to the broker."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from central.config import CentralConfig
 from central.service import Central
 from scripts.services import InfluxDB
 from wire.structs import convert
-
-
-@pytest.fixture
-def central(tmp_path: Path, influx: InfluxDB, influx_db: str) -> Iterator[Central]:
-    config = convert(
-        {"influx": {"url": influx.url, "database": influx_db}, "data_dir": str(tmp_path)},
-        CentralConfig,
-    )
-    c = Central(config)
-    yield c
-    c.close()
 
 
 def test_push_config_needs_admin_a_known_gateway_and_the_broker(
