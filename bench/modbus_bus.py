@@ -17,15 +17,15 @@ to the last ten seconds (no drift), 0 skipped ticks. The last line is JSON.
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import tty
 from pathlib import Path
 from typing import Any
+
+from scripts.ptys import PtyBridge
 
 UNITS = {1: [1500, 2500, 0], 2: [1510, 2490, 0], 3: [1520, 2480, 0]}
 
@@ -68,44 +68,7 @@ def serve(path: str) -> None:
     asyncio.run(main())
 
 
-class Line:
-    """Two ptys with their masters wired together (``socat pty pty``), pumped by a thread."""
-
-    def __init__(self) -> None:
-        import select
-        import threading
-
-        self._m1, s1 = os.openpty()
-        self._m2, s2 = os.openpty()
-        for fd in (s1, s2):
-            tty.setraw(fd)
-        self.a, self.b = os.ttyname(s1), os.ttyname(s2)
-        self._fds = [self._m1, s1, self._m2, s2]
-        self._stop_r, self._stop_w = os.pipe()
-
-        def pump() -> None:
-            pairs = {self._m1: self._m2, self._m2: self._m1}
-            while True:
-                ready, _, _ = select.select([self._m1, self._m2, self._stop_r], [], [])
-                if self._stop_r in ready:
-                    return
-                for src in ready:
-                    try:
-                        os.write(pairs[src], os.read(src, 4096))
-                    except OSError:
-                        continue
-
-        self._thread = threading.Thread(target=pump, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        os.write(self._stop_w, b"x")
-        self._thread.join(5)
-        for fd in [*self._fds, self._stop_r, self._stop_w]:
-            os.close(fd)
-
-
-async def poll(line: Line, seconds: float, dead: bool) -> dict[str, Any]:
+async def poll(line: PtyBridge, seconds: float, dead: bool) -> dict[str, Any]:
     import logging
 
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # as pantau-agent run does
@@ -197,7 +160,7 @@ def main() -> None:
     if args.serve:
         serve(args.serve)
         return
-    line = Line()
+    line = PtyBridge()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
         with open(log, "wb") as out:
