@@ -5,7 +5,6 @@ gateway and the rotated password."""
 import io
 import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,32 +13,13 @@ from fastapi.testclient import TestClient
 from central.api.app import create_app
 from central.config import CentralConfig
 from central.service import Central
-from provisioning.cli import main as provision
 from scripts.services import InfluxDB
+from tests.provisioning import conftest as provisioning
 from tests.provisioning.test_lifecycle import Broker, login
 from wire.structs import convert
 
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., Result]:
-    monkeypatch.setenv("PANTAU_PROVISION_STATE", str(tmp_path / "state"))
-
-    def _run(*argv: object) -> Result:
-        capsys.readouterr()
-        rc = provision([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return Result(rc, out, err)
-
-    return _run
+Result = provisioning.Result
+run = provisioning.run  # the pantau-provision CLI in-process, with its secret-leak check
 
 
 @pytest.fixture
