@@ -35,6 +35,12 @@ def rtu(port: str, unit: int, **settings: Any) -> dict[str, Any]:
     return {"transport": "rtu", "port": port, "baudrate": 19200, "unit": unit, **settings}
 
 
+def sonar(device_id: str, **more: Any) -> dict[str, Any]:
+    """A line-printing ultrasonic sensor (no address: it needs its port alone) on /dev/ttyS0."""
+    entry = {"id": device_id, "profile": "river/ultrasonic-serial", **more}
+    return {**entry, "connection": {"port": "/dev/ttyS0"}}
+
+
 def config_of(devices: list[dict[str, Any]]) -> AgentConfig:
     return convert({"gateway": {"id": "gw-test-01", "site": "s"}, "devices": devices}, AgentConfig)
 
@@ -93,16 +99,8 @@ def test_conflicting_serial_settings_name_both_devices() -> None:
 
 def test_two_line_printing_sensors_or_a_sensor_and_modbus_on_one_port_are_refused() -> None:
     devices = [
-        {
-            "id": "sonar-1",
-            "profile": "river/ultrasonic-serial",
-            "connection": {"port": "/dev/ttyS0"},
-        },
-        {
-            "id": "sonar-2",
-            "profile": "river/ultrasonic-serial",
-            "connection": {"port": "/dev/ttyS0"},
-        },
+        sonar("sonar-1"),
+        sonar("sonar-2"),
         {"id": "radar-1", "profile": RADAR, "connection": rtu("/dev/ttyS0", 1)},
     ]
     with pytest.raises(ConfigError) as info:
@@ -114,19 +112,7 @@ def test_two_line_printing_sensors_or_a_sensor_and_modbus_on_one_port_are_refuse
 
 
 def test_disabled_devices_claim_no_port() -> None:
-    devices = [
-        {
-            "id": "sonar-1",
-            "profile": "river/ultrasonic-serial",
-            "connection": {"port": "/dev/ttyS0"},
-        },
-        {
-            "id": "sonar-2",
-            "profile": "river/ultrasonic-serial",
-            "enabled": False,
-            "connection": {"port": "/dev/ttyS0"},
-        },
-    ]
+    devices = [sonar("sonar-1"), sonar("sonar-2", enabled=False)]
     assert [d.id for d in build_devices(config_of(devices))] == ["sonar-1"]
 
 
