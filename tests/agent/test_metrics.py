@@ -1,8 +1,6 @@
 """The agent's own Prometheus metrics on ``metrics.listen``: a running agent against a
 real mosquitto, scraped over HTTP; prometheus-client loaded only when asked for."""
 
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,10 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.services import Mosquitto, free_port
 from tests.agent.test_faults import agent_factory, wait_for, write_config
+from tests.agent.test_lean import run_python
 from tests.central.test_metrics import alert_rule_series
 from wire.configfile import ConfigError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -88,16 +85,7 @@ def test_without_metrics_listen_prometheus_client_is_never_imported(tmp_path: Pa
         "import agent.app, agent.buffer\n"
         "print('prometheus_client' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1] == "False"
+    assert run_python(code)[-1] == "False"
 
 
 def test_a_bad_listen_address_is_refused_naming_the_key(tmp_path: Path) -> None:
