@@ -61,6 +61,8 @@ def test_api_docs_need_a_read_token_and_load_nothing_from_a_cdn(
     schema = client.get("/openapi.json", headers=reader)
     assert schema.status_code == 200 and schema.json()["info"]["title"] == "Pantau central"
     for path in ("/docs", "/redoc"):
+        browser = client.get(path, follow_redirects=False)  # no session: sign in first
+        assert browser.status_code == 303 and browser.headers["location"] == f"/?next={path}"
         page = client.get(path, headers=reader)
         assert page.status_code == 200
         assert "/api-docs-static/" in page.text

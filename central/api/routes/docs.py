@@ -53,6 +53,15 @@ def _page(request: Request, signed_in: bool) -> None:
         )
 
 
+def _sign_in_first(request: Request, signed_in: bool) -> RedirectResponse | None:
+    """For the HTML pages: a browser without a session (no ``Authorization`` header) is
+    sent to the sign-in page, coming back here after; a bad token gets the 401."""
+    if not signed_in and "authorization" not in request.headers:
+        return RedirectResponse(f"/?next={request.url.path}", status_code=303)
+    _page(request, signed_in)
+    return None
+
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -65,9 +74,8 @@ def openapi(request: Request, signed_in: SignedIn) -> JSONResponse:
 
 @router.get("/docs", response_model=None)
 def swagger(request: Request, signed_in: SignedIn) -> HTMLResponse | Response:
-    if not signed_in and "authorization" not in request.headers:
-        return RedirectResponse("/?next=/docs", status_code=303)  # the sign-in page
-    _page(request, signed_in)
+    if (sign_in := _sign_in_first(request, signed_in)) is not None:
+        return sign_in
     return get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="Pantau central API",
@@ -79,9 +87,8 @@ def swagger(request: Request, signed_in: SignedIn) -> HTMLResponse | Response:
 
 @router.get("/redoc", response_model=None)
 def redoc(request: Request, signed_in: SignedIn) -> HTMLResponse | Response:
-    if not signed_in and "authorization" not in request.headers:
-        return RedirectResponse("/?next=/redoc", status_code=303)
-    _page(request, signed_in)
+    if (sign_in := _sign_in_first(request, signed_in)) is not None:
+        return sign_in
     return get_redoc_html(
         openapi_url="/openapi.json",
         title="Pantau central API",
