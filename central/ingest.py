@@ -565,9 +565,14 @@ class Ingest:
                 client.reconnect()
                 rc = paho.MQTT_ERR_SUCCESS
                 window = self.config.mqtt.inflight_readings
+                # paho drops a connection it has read nothing from for a keepalive:
+                # while the window is full, read one packet this often
+                trickle = max(1.0, self.config.mqtt.keepalive / 3)
+                last_read = time.monotonic()
                 while rc == paho.MQTT_ERR_SUCCESS and not self._closing.is_set():
-                    if self._inflight < window:
-                        rc = client.loop(timeout=0.5)
+                    if self._inflight < window or time.monotonic() - last_read >= trickle:
+                        rc = client.loop(timeout=0.5 if self._inflight < window else 0.0)
+                        last_read = time.monotonic()
                         continue
                     # the window is full: read nothing until writes are acknowledged
                     # (the broker holds the rest); keep sending acks and pings
