@@ -154,6 +154,9 @@ class Poller:
             return
         self._open = False
         try:
-            await asyncio.wait_for(self.driver.close(), timeout=5)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that
+            # lands as the close finishes, and a stopping agent's poller would poll on
+            async with asyncio.timeout(5):
+                await self.driver.close()
         except Exception:
             log.debug("device %s: close failed", self.device_id, exc_info=True)

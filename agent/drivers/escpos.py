@@ -499,9 +499,9 @@ class EscposDriver(StreamDriver):
     ) -> None:
         host, port = split_address(self.connection.printer)
         try:
-            printer_reader, printer_writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), self.connection.connect_timeout
-            )
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancel
+            async with asyncio.timeout(self.connection.connect_timeout):
+                printer_reader, printer_writer = await asyncio.open_connection(host, port)
         except (OSError, TimeoutError) as exc:
             log.warning(
                 "device %s: printer %s unreachable (%s); print job refused",
@@ -521,7 +521,8 @@ class EscposDriver(StreamDriver):
             if printer_writer.can_write_eof():
                 printer_writer.write_eof()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(back), DRAIN_AFTER_JOB)
+                async with asyncio.timeout(DRAIN_AFTER_JOB):
+                    await asyncio.shield(back)
         except (ConnectionError, OSError) as exc:
             log.warning("device %s: print job cut short: %s", self.device.id, exc)
         finally:

@@ -261,7 +261,8 @@ class HttpDriver(Driver):
         finally:
             writer.close()
             try:
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                async with asyncio.timeout(1.0):  # not wait_for: it can lose a cancel (3.11)
+                    await writer.wait_closed()
             except (OSError, TimeoutError, ssl.SSLError):
                 pass
 

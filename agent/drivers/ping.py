@@ -181,16 +181,20 @@ class Echoer:
                 seq = (first_seq + n) & 0xFFFF
                 packet = echo_request(self.family, self.ident, seq, self.payload)
                 self.sent_at[seq] = time.perf_counter()
+                self.all_in.clear()  # set again once this one's reply is in too
                 try:
                     await loop.sock_sendto(self.sock, packet, self.address)
                 except OSError as exc:
                     del self.sent_at[seq]
+                    if self.sent_at and len(self.rtts) == len(self.sent_at):
+                        self.all_in.set()
                     result.error = f"cannot send: {exc.strerror or exc}"
                     continue
                 result.sent += 1
             if self.sent_at:
                 try:
-                    await asyncio.wait_for(self.all_in.wait(), wait)
+                    async with asyncio.timeout(wait):  # not wait_for: it can lose a cancel
+                        await self.all_in.wait()
                 except TimeoutError:
                     pass
         finally:

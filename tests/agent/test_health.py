@@ -12,7 +12,7 @@ import wire
 from agent import vitals
 from agent.mqtt import backoff_delay
 from scripts.services import Mosquitto
-from tests.agent.test_faults import Recorder, agent_factory, wait_for, write_config
+from tests.agent.test_faults import STARTUP, Recorder, agent_factory, wait_for, write_config
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_birth_health_and_death(
                 len(recorder.messages["health"]) >= 2
                 and recorder.latest("health")["devices"]["broken-1"]["status"] == "failing"
             ),  # type: ignore[index]
-            10,
+            STARTUP,
             "health reports",
         )
         birth = wire.decode("state", _raw(recorder.messages["state"][0]), gateway_id)
@@ -113,7 +113,7 @@ def test_birth_health_and_death(
     again = agents(config)
     late = Recorder(broker.port, gateway_id, f"late-{gateway_id}", persistent=False).start()
     try:
-        wait_for(lambda: (late.latest("state") or {}).get("status") == "online", 10, "rebirth")
+        wait_for(lambda: (late.latest("state") or {}).get("status") == "online", STARTUP, "rebirth")
     finally:
         late.stop()
     assert again.stop() == 0
@@ -125,15 +125,17 @@ def _raw(doc: dict | None) -> bytes:
 
 
 def _assert_retained_state(broker: Mosquitto, gateway: str, reason: str) -> None:
-    deadline = time.monotonic() + 5
-    state: dict | None = None
-    while time.monotonic() < deadline:
+    """What a new subscriber gets: the retained state, offline for ``reason``. A will
+    is published once the broker has seen the connection drop: ask again until then."""
+
+    def offline() -> dict | None:
         probe = Recorder(broker.port, gateway, f"probe-{time.monotonic_ns()}", persistent=False)
         probe.start()
-        time.sleep(0.3)
-        probe.stop()
-        state = probe.latest("state")
-        if state and state.get("status") == "offline":
-            break
-    assert state is not None and state["status"] == "offline", state
-    assert state["reason"] == reason
+        try:
+            state = wait_for(lambda: probe.latest("state"), 10, "the retained state")
+        finally:
+            probe.stop()
+        return state if state and state["status"] == "offline" else None
+
+    state = wait_for(offline, 15, "an offline state")
+    assert state is not None and state["reason"] == reason, state

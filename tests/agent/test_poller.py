@@ -166,6 +166,40 @@ def test_failing_device_logs_once_when_failing_and_once_when_recovered(
     assert poller.health.failures == 4 and poller.health.failing_since is None
 
 
+class Hurried(FakeClock):
+    """Every tick is due at once: a poller on it polls back to back, yielding between."""
+
+    async def sleep_until(self, deadline: float) -> None:
+        self._now = max(self._now, deadline)
+        await asyncio.sleep(0)
+
+
+def test_a_poller_stops_when_cancelled_at_any_step_of_a_failing_poll() -> None:
+    """Stopping the agent cancels every poller. A cancel that landed just as a failed
+    device's driver.close() had finished was lost (asyncio.wait_for on Python 3.11
+    returns the result instead), the poller polled on and the agent never exited."""
+
+    async def cancelled_after(steps: int) -> bool:
+        clock = Hurried(START)
+        driver = Flaky(context("g"), failing=set(range(1, 100_000)))
+        task = asyncio.create_task(Poller(driver, lambda *a: None, clock).run())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        for _ in range(50):
+            if task.done():
+                break
+            await asyncio.sleep(0)
+        stopped = task.cancelled()
+        while not task.done():  # don't leave it to asyncio.run's clean-up
+            task.cancel()
+            await asyncio.sleep(0)
+        return stopped
+
+    went_on = [steps for steps in range(40) if not asyncio.run(cancelled_after(steps))]
+    assert went_on == [], f"cancelled after these numbers of steps, the poller went on: {went_on}"
+
+
 def test_bad_readings_name_every_metric_and_the_error() -> None:
     clock = FakeClock(START)
     got: list[list[Sample]] = []
@@ -258,3 +292,17 @@ def test_a_value_of_another_type_than_the_profile_declares_is_a_bad_reading() ->
         "alarm": True,
     }
     assert poller.health.wrong_type == 3
+
+
+def test_agent_code_bounds_waits_with_asyncio_timeout_not_wait_for() -> None:
+    """asyncio.wait_for on Python 3.11 (Raspberry Pi OS) returns the awaited result when a
+    cancel lands as it finishes: the cancel is lost and a stopping agent hangs. Agent
+    code uses ``async with asyncio.timeout(...)``, which keeps the cancel."""
+    root = Path(__file__).resolve().parents[2] / "agent"
+    users = [
+        f"{path.relative_to(root.parent)}:{n}"
+        for path in sorted(root.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "wait_for(" in line and not line.lstrip().startswith("#")
+    ]
+    assert users == []

@@ -203,26 +203,41 @@ def test_influxdb_unreachable_at_start_is_said_and_retried(
     tmp_path: Path, broker: Mosquitto, gateway_id: str
 ) -> None:
     port = free_port()
+    store = token_store(tmp_path / "data")
+    headers = {"Authorization": f"Bearer {store.create('read')[1]}"}
+    store.close()
     central = _central(tmp_path, "c", broker.url, f"http://127.0.0.1:{port}", "late").start()
     influx = None
     pub = Publisher(broker.port, f"pub-{gateway_id}")
     try:
-        wait_for(lambda: "unreachable" in central.output(), 10, "a clear error in the log")
-        ready = central.ready()
+        wait_for(lambda: "unreachable" in central.output(), 20, "a clear error in the log")
+        # the broker connection comes in its own time (a loaded machine): wait for it
+        ready = wait_for(
+            lambda: (r := central.ready())["broker"] and r, 20, "central on the broker"
+        )
         assert ready.pop("holding")["reason"] == "unreachable"
         assert ready == {"ready": False, "broker": True, "influx": False, "overloaded": False}
         seq = _publish_range(pub, gateway_id, 0, 500, 1)
         pub.wait_acked(seq - 1)
-        time.sleep(1)
+        # central got them and holds them: a write tried, held, retried
+        wait_for(lambda: _held(central, headers, "unreachable") >= 2, 20, "a held write retried")
         assert central.alive
         influx = InfluxDB(tmp_path / "influx", port=port).start()
-        _assert_each_once(influx, "late", gateway_id, 500)  # central created the database
+        # held writes are retried with a backoff of at most 10 s
+        _assert_each_once(influx, "late", gateway_id, 500, timeout=60)  # database created
         wait_for(lambda: central.ready()["ready"], 10, "ready once InfluxDB answers")
     finally:
         pub.close()
         central.stop()
         if influx is not None:
             influx.stop()
+
+
+def _held(central: CentralProcess, headers: dict[str, str], reason: str) -> float:
+    """pantau_write_held_total{reason=...}: InfluxDB writes held and retried."""
+    text = httpx.get(f"{central.url}/metrics", headers=headers, timeout=5).text
+    sample = f'pantau_write_held_total{{reason="{reason}"}} '
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(sample))
 
 
 def test_shared_subscription_splits_gateways_between_two_workers(
