@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import AgentConfig, redacted
 from scripts.services import Mosquitto
-from tests.agent.test_faults import AgentProcess, Recorder, wait_for, write_config
+from tests.agent.test_faults import STARTUP, AgentProcess, Recorder, wait_for, write_config
 from wire.structs import convert
 
 SECRETS = ["s3cret-mqtt-pw", "community-s3cret", "authkey-s3cret", "privkey-s3cret", "tok-s3cret"]
@@ -108,7 +108,7 @@ def running(
     agent = AgentProcess(config)
     commander = Commander(broker.port, gateway)
     try:
-        wait_for(lambda: recorder.latest("state") is not None, 15, "the birth message")
+        wait_for(lambda: recorder.latest("state") is not None, STARTUP, "the birth message")
         yield commander, config, recorder, agent
     finally:
         commander.stop()

@@ -19,7 +19,7 @@ from agent.devices import build_devices
 from agent.remote import Push, RemoteStore, store_for
 from scripts.services import Mosquitto
 from tests.agent.test_commands import Commander
-from tests.agent.test_faults import AgentProcess, Recorder, wait_for, write_config
+from tests.agent.test_faults import STARTUP, AgentProcess, Recorder, wait_for, write_config
 
 OLD = [{"id": "old-1", "profile": "simulated/counter", "interval": "200ms"}]
 BLINK = {
@@ -69,7 +69,7 @@ def running(
     agents = [AgentProcess(config)]
     commander = Commander(broker.port, gateway_id)
     try:
-        wait_for(lambda: "old-1" in polled_since(recorder, 0), 15, "readings of old-1")
+        wait_for(lambda: "old-1" in polled_since(recorder, 0), STARTUP, "readings of old-1")
         yield commander, recorder, config, agents
     finally:
         commander.stop()
@@ -102,7 +102,9 @@ def test_a_pushed_config_changes_what_the_agent_polls_and_survives_a_restart(
     agents[0].stop()
     restarted_ms = int(time.time() * 1000)
     agents.append(AgentProcess(config))
-    wait_for(lambda: "new-1" in sampled_after(recorder, restarted_ms), 15, "new-1 after restart")
+    wait_for(
+        lambda: "new-1" in sampled_after(recorder, restarted_ms), STARTUP, "new-1 after restart"
+    )
     assert "old-1" not in sampled_after(recorder, restarted_ms)
     assert "pushed from central (apply-config" in agents[1].log()
 
@@ -214,7 +216,7 @@ def test_a_push_left_unconfirmed_by_a_crash_is_rolled_back_at_start(
     recorder = Recorder(broker.port, gateway_id, f"rec-{gateway_id}", persistent=False).start()
     agent = AgentProcess(path)
     try:
-        wait_for(lambda: recorder.latest("state") is not None, 15, "the birth")
+        wait_for(lambda: recorder.latest("state") is not None, STARTUP, "the birth")
         birth = recorder.latest("state")
         assert birth is not None and [d["id"] for d in birth["devices"]] == ["old-1"]
         assert "never confirmed by the broker: rolling back" in agent.log()

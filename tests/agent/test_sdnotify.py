@@ -13,7 +13,7 @@ import pytest
 from agent.buffer import SqliteBuffer
 from agent.sdnotify import Notifier
 from scripts.services import free_port
-from tests.agent.test_faults import agent_factory, count_at, write_config
+from tests.agent.test_faults import STARTUP, agent_factory, count_at, gaps, write_config
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_agent_notifies_ready_watchdog_stopping_and_flushes_on_sigterm(
         tmp_path / "agent.yaml", "gw-notify", free_port(), buffer={"commit_interval": "5s"}
     )
     agent = agents(config, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
-    assert "READY=1" in receive_until(sock, "READY=1")
+    assert "READY=1" in receive_until(sock, "READY=1", timeout=STARTUP)
     seen = receive_until(sock, "WATCHDOG=1", timeout=3)
     watchdogs = sum(1 for line in receive_until(sock, "WATCHDOG=1", 3) if line == "WATCHDOG=1")
     assert watchdogs >= 1 and "WATCHDOG=1" in seen
@@ -93,5 +93,7 @@ def test_agent_notifies_ready_watchdog_stopping_and_flushes_on_sigterm(
     finally:
         buffer.close()
     counts = [json.loads(i.body)["value"] for i in items]
-    assert counts == list(range(counts[0], counts[0] + len(counts)))
-    assert counts[-1] >= count_at(stopped_at) - 1
+    assert len(counts) == len(set(counts))
+    # everything sampled up to the SIGTERM is there (a poller starved of CPU skips ticks:
+    # logged, never sampled)
+    assert gaps(set(counts), counts[0], count_at(stopped_at) - 1, agent) == []

@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from scripts.agentunit import pantau_agent
 from scripts.services import Mosquitto
-from tests.agent.test_faults import Recorder, agent_factory, gaps, wait_for, write_config
+from tests.agent.test_faults import STARTUP, Recorder, agent_factory, gaps, wait_for, write_config
 
 
 def _name(cn: str) -> x509.Name:
@@ -185,7 +185,7 @@ def test_client_certificate_auth_delivers_readings_and_no_cert_is_refused(
     recorder.start()
     agent = agents(config)
     try:
-        wait_for(lambda: len(recorder.values()) >= 5, 15, "readings over TLS")
+        wait_for(lambda: len(recorder.values()) >= 5, STARTUP, "readings over TLS")
         wait_for(lambda: recorder.latest("state") is not None, 5, "the birth message")
     finally:
         recorder.stop()

@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,9 +127,22 @@ def test_running_agent_logs_json(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    # SIGTERM once it says it started (its handler is set by then): starting Python takes
+    # a second on a quiet machine, many on a loaded one
+    assert proc.stderr is not None
+    first: list[str] = []
+    guard = threading.Timer(60, proc.kill)
+    guard.start()
+    try:
+        for line in proc.stderr:
+            first.append(line)
+            if "gw-log-2 started" in line:
+                break
+    finally:
+        guard.cancel()
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
+    _, rest = proc.communicate(timeout=20)
+    err = "".join(first) + rest
     assert proc.returncode == 0, err
     entries = [json.loads(line) for line in err.splitlines()]
     assert any(e["message"].startswith("agent gw-log-2 started") for e in entries)
