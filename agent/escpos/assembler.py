@@ -32,6 +32,8 @@ FONT_A_DOTS = 12
 FONT_B_DOTS = 9
 PRINT_AREA_DOTS = 576
 """Print area width when the POS doesn't set one (GS W): 80 mm paper at 203 dpi."""
+MAX_GAP = 80
+"""Spaces rendered for one gap at most (a position far past any paper width)."""
 TAB_EVERY = 8
 """Default horizontal tab stops: every 8 characters."""
 
@@ -172,6 +174,7 @@ class _Line:
                 gap = target
             else:
                 gap = 0
+            gap = min(gap, MAX_GAP)
             out.append(" " * gap + ch)
             column += gap + max(1, round(width / FONT_A_DOTS))
             end = x + width

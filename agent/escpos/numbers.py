@@ -69,10 +69,10 @@ CURRENCY = (
 _AMOUNT = re.compile(
     rf"""
     (?<![A-WYZa-wyz0-9_.,$€£¥])   # not inside a word or a number ("PB1"); "2x15.000" is fine
-    (?P<open>\()?\s*
-    (?P<sign>[-\u2212])?\s*
-    (?:(?P<cur>{CURRENCY})\s*)?
-    (?P<sign2>[-\u2212])?\s*
+    (?P<open>\()?\s*+           # possessive: runs of spaces between columns never backtrack
+    (?P<sign>[-\u2212])?\s*+
+    (?:(?P<cur>{CURRENCY})\s*+)?
+    (?P<sign2>[-\u2212])?\s*+
     (?<!\d)(?<!\d[.,])
     (?P<num>\d{{1,3}}(?:[.,]\d{{3}})+(?:[.,]\d{{1,2}})?|\d+(?:[.,]\d{{1,3}})?)
     (?!\d|%|\s*%|[.,]\d)

@@ -5,6 +5,7 @@ line endings, command lengths, image-only receipts, the CLI in a pipe."""
 import shutil
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import msgspec
 import pytest
 
 from agent.escpos import EscposProfile, ReceiptParser, ReceiptReader, tokenize
-from agent.escpos.numbers import guess_decimal_mark, parse_amount
+from agent.escpos.numbers import find_amounts, guess_decimal_mark, parse_amount
 from agent.profiles import default_profiles_dir, load_profile, parse_profile
 from wire.configfile import ConfigError
 
@@ -238,6 +239,18 @@ def test_justified_lines_sit_where_the_print_area_puts_them(profile):
         "Terima kasih",
     ]
     assert receipt["total"] == 45000
+
+
+def test_a_position_far_past_the_paper_is_read_quickly(profile):
+    # a garbled ESC $ can put text 5000 characters to the right: gaps are capped,
+    # and runs of spaces never make the amount pattern backtrack
+    data = b"TOTAL" + ESC + b"$" + dots(60000) + b"1.000\n" + b"(" + b" " * 400 + b"-\n"
+    started = time.monotonic()
+    [receipt] = read(profile, data)
+    assert receipt["text"].split("\n")[0] == "TOTAL" + " " * 80 + "1.000"
+    assert receipt["total"] == 1000
+    assert find_amounts("(" + " " * 3000 + "-" + " " * 3000) == []
+    assert time.monotonic() - started < 5
 
 
 def test_wide_characters_take_their_width(profile):
