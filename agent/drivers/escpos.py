@@ -36,6 +36,7 @@ from agent.drivers.base import (
     DeviceContext,
     DriverError,
     EventOut,
+    PortClaim,
     StreamDriver,
 )
 from agent.escpos import EscposProfile, ReceiptReader
@@ -335,6 +336,13 @@ class EscposDriver(StreamDriver):
         self._ports: list[Any] = []
         self._capture_file: IO[bytes] | None = None
         self._captured = 0
+
+    def claims(self) -> list[PortClaim]:
+        # a tap sits between one POS and one printer: neither port can be shared
+        conn = self.connection
+        if conn.transport == "serial":
+            return [PortClaim(str(p), "serial port") for p in (conn.pos_port, conn.printer_port)]
+        return [PortClaim(str(conn.listen), "listening address")]
 
     def new_reader(self) -> ReceiptReader:
         """A fresh receipt reader (tests override this to inject failures)."""

@@ -111,6 +111,35 @@ def test_two_line_printing_sensors_or_a_sensor_and_modbus_on_one_port_are_refuse
     assert "devices[2] (radar-1) and devices[0] (sonar-1)" in second
 
 
+def tap(device_id: str, pos_port: str, printer_port: str) -> dict[str, Any]:
+    connection = {"transport": "serial", "pos_port": pos_port, "printer_port": printer_port}
+    return {"id": device_id, "profile": "tapping-box/escpos-generic", "connection": connection}
+
+
+def test_a_tapping_box_port_used_by_another_device_is_refused_naming_both() -> None:
+    devices = [
+        tap("tap-1", "/dev/ttyUSB0", "/dev/ttyUSB1"),
+        tap("tap-2", "/dev/ttyUSB2", "/dev/ttyUSB1"),
+        {"id": "radar-1", "profile": RADAR, "connection": rtu("/dev/ttyUSB0", 1)},
+    ]
+    with pytest.raises(ConfigError) as info:
+        build_devices(config_of(devices))
+    problems = info.value.problems
+    assert len(problems) == 2
+    assert "devices[1] (tap-2) and devices[0] (tap-1) both use serial port /dev/ttyUSB1" in (
+        problems[0] + problems[1]
+    )
+    assert "devices[2] (radar-1) and devices[0] (tap-1) both use serial port /dev/ttyUSB0" in (
+        problems[0] + problems[1]
+    )
+    # two taps on their own ports are fine
+    fine = [
+        tap("tap-1", "/dev/ttyUSB0", "/dev/ttyUSB1"),
+        tap("tap-2", "/dev/ttyUSB2", "/dev/ttyUSB3"),
+    ]
+    assert [d.id for d in build_devices(config_of(fine))] == ["tap-1", "tap-2"]
+
+
 def test_disabled_devices_claim_no_port() -> None:
     devices = [sonar("sonar-1"), sonar("sonar-2", enabled=False)]
     assert [d.id for d in build_devices(config_of(devices))] == ["sonar-1"]
