@@ -540,7 +540,10 @@ def bench_pantau(
                 "mqtt": {
                     "url": broker.url,
                     "client_id": f"bench-central-{tag}",
-                    "shared_group": f"bench-{tag}",  # (used with --workers 2 and more)
+                    # only for --workers 2 and more: a worker with a shared group also
+                    # runs the alert leader's own feed (every message read twice),
+                    # which one central on its own (the default) does not
+                    **({"shared_group": f"bench-{tag}"} if workers > 1 else {}),
                 },
                 "influx": {"url": influx.url, "database": "pantau"},
                 "data_dir": str(work / f"central-data-{tag}"),

@@ -46,7 +46,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import wire
-from central._mqttsock import BufferedSocket
+from central._mqttsock import BufferedClient
 from central.config import CentralConfig
 from central.influx import V1Writer, WriteError, Writer
 from central.limits import Names
@@ -120,13 +120,6 @@ class _RateLimitedLog:
         self._last[reason] = now
 
 
-class _Client(paho.Client):
-    """paho's client reading through a buffer (``central._mqttsock``)."""
-
-    def _create_socket(self) -> Any:
-        return BufferedSocket(super()._create_socket())
-
-
 class Ingest:
     def __init__(
         self,
@@ -174,9 +167,9 @@ class Ingest:
 
     # MQTT
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> BufferedClient:
         mqtt = self.config.mqtt
-        client = _Client(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=mqtt.client_id,
             protocol=paho.MQTTv5,
@@ -250,12 +243,6 @@ class Ingest:
         if self.connected.is_set() and not self._stopping:
             log.warning("disconnected from %s: %s; reconnecting", self.config.mqtt.url, rc)
         self.connected.clear()
-
-    def _ack(self, item: Pending) -> None:
-        # an ack for a message of an earlier connection could hit a new message that
-        # reuses its packet id: skip it, the broker sends that message again.
-        if item.generation == self._generation:
-            self.client.ack(item.mid, 1)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._last_message = time.monotonic()
@@ -429,8 +416,11 @@ class Ingest:
             self._store(batch)
         except _Stopping:
             return  # unacknowledged: the broker sends it again after restart
-        for item in batch:
-            self._ack(item)
+        # one write for the batch's acknowledgements; an ack for a message of an earlier
+        # connection could hit a new message that reuses its packet id: skip it, the
+        # broker sends that message again
+        generation = self._generation
+        self.client.ack_many([item.mid for item in batch if item.generation == generation])
         with self._cond:
             self._inflight -= sum(len(item.lines) for item in batch)
         self._room.set()

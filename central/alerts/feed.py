@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 import wire
+from central._mqttsock import BufferedClient
 from central.config import CentralConfig
 from wire.broker import login
 from wire.topics import subscription
@@ -54,7 +55,7 @@ class Feed:
         self.deliver = deliver
         self.subscribed = threading.Event()
         mqtt = config.mqtt
-        self.client = paho.Client(
+        self.client = BufferedClient(  # one recv for a burst of messages, as ingest
             CallbackAPIVersion.VERSION2, client_id=client_id(config), protocol=paho.MQTTv5
         )
         login(self.client, msgspec.structs.replace(mqtt, username=username(config)))
