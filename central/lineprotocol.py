@@ -140,7 +140,7 @@ class Encoder:
         append = lines.append
         esc = self._escaped
         gateway = esc(message.gateway)
-        site = escape_tag(site) if site else ""
+        site = esc(site) if site else ""
         suffix = f",gateway={gateway},site={site} " if site else f",gateway={gateway} "
         prefix = f"{self.measurement},device="
         heads: dict[str, tuple[str, dict[str, str], Mapping[str, str] | None]] = {}
