@@ -332,7 +332,9 @@ def test_full_buffer_drops_the_oldest_and_health_reports_the_count(
     agent = agents(config)
     # the agent's own buffer, read beside it: its very first sample, then 15 dropped
     first_buffered = wait_for(lambda: _oldest_item(db), STARTUP, "a first buffered reading")
-    wait_for(lambda: _dropped(db) >= 15, STARTUP, "15 readings dropped from a buffer of 20")
+    dropped_offline = wait_for(
+        lambda: (n := _dropped(db)) >= 15 and n, STARTUP, "15 readings dropped from a buffer of 20"
+    )
     broker.start()
     try:
         wait_for(recorder.connected.is_set, 10, "the recorder to reconnect")
@@ -353,14 +355,17 @@ def test_full_buffer_drops_the_oldest_and_health_reports_the_count(
     oldest_kept = min(values)
     dropped = _dropped(db)
     assert dropped >= 15
-    # the dropped ones are exactly the oldest: all sampled from the first to the oldest kept
     skipped = never_sampled(agent.log())
     # the agent's first sample: items are numbered from 1, one per sample; the test
     # normally read item 1 itself, a test starved of CPU a later one
     number, count = first_buffered
     earlier = (c for c in range(count - 1, 0, -1) if c not in skipped)
     first_sampled = min([count, *itertools.islice(earlier, number - 1)])
-    assert len([c for c in range(first_sampled, oldest_kept) if c not in skipped]) == dropped
+    lost = len([c for c in range(first_sampled, oldest_kept) if c not in skipped])
+    # the dropped ones are exactly the oldest: everything sampled before the oldest kept.
+    # Once connected, a still-full buffer may also drop items already handed to MQTT,
+    # which arrive anyway: counted as dropped, not lost
+    assert dropped_offline <= lost <= dropped
     assert not gaps(values, oldest_kept, max(values), agent)
     assert "buffer full" in agent.log()
 
