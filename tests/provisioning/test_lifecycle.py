@@ -4,6 +4,7 @@ the very mosquitto.conf, passwd, acl and crl.pem that ``broker-config`` regenera
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,10 +71,22 @@ class Broker:
         self.start()
 
     def reload(self) -> None:
-        """What `systemctl reload mosquitto` does: SIGHUP re-reads passwd, acl (and CRL)."""
+        """What `systemctl reload mosquitto` does: SIGHUP re-reads passwd, acl (and CRL).
+        Returns once mosquitto has said so: it logs "Reloading config." and re-reads
+        everything in the same turn of its (single-threaded) loop, before it accepts
+        another connection."""
         assert self.proc is not None
+        before = self._reloads()
         self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while self._reloads() == before:
+            assert self.proc.poll() is None, "mosquitto exited on SIGHUP"
+            assert time.monotonic() < deadline, "mosquitto did not reload within 10 s"
+            time.sleep(0.02)
         wait_port(self.port, proc=self.proc)
+
+    def _reloads(self) -> int:
+        return self.log.read_text(errors="replace").count("Reloading config.")
 
 
 @pytest.fixture
