@@ -160,16 +160,8 @@ class Database:
         from psycopg.rows import dict_row
 
         try:
-            self._conn = psycopg.connect(
-                self.target.location,
-                autocommit=True,
-                row_factory=dict_row,
-                connect_timeout=10,
-                application_name=self.name,
-                keepalives=1,
-                keepalives_idle=5,
-                keepalives_interval=2,
-                keepalives_count=3,
+            self._conn = connect_postgres(
+                self.target.location, self.name, connect_timeout=10, row_factory=dict_row
             )
         except psycopg.Error as exc:
             raise DatabaseError(f"cannot connect to PostgreSQL at {self.target}: {exc}") from None
@@ -329,6 +321,24 @@ class Database:
 
 
 _ADD_COLUMN = re.compile(r"ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)", re.I)
+
+
+def connect_postgres(url: str, name: str, *, connect_timeout: int, **options: Any) -> Any:
+    """A psycopg connection in autocommit with TCP keepalives, so a PostgreSQL server
+    that vanishes is noticed within seconds (the alert lease depends on that)."""
+    import psycopg
+
+    return psycopg.connect(
+        url,
+        autocommit=True,
+        connect_timeout=connect_timeout,
+        application_name=name,
+        keepalives=1,
+        keepalives_idle=5,
+        keepalives_interval=2,
+        keepalives_count=3,
+        **options,
+    )
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:

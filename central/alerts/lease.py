@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+from central.database import connect_postgres
+
 log = logging.getLogger(__name__)
 
 RETRY = 1.0  # seconds between attempts to lead, and between checks of a held lease
@@ -82,16 +84,7 @@ class PostgresLease:
         if self._conn is not None:
             return self.held()
         try:
-            conn = psycopg.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=5,
-                application_name=self.name,
-                keepalives=1,
-                keepalives_idle=5,
-                keepalives_interval=2,
-                keepalives_count=3,
-            )
+            conn = connect_postgres(self.url, self.name, connect_timeout=5)
         except psycopg.Error as exc:
             log.warning("cannot reach PostgreSQL to lead alerting: %s", str(exc).strip())
             return False
