@@ -20,8 +20,14 @@ oldest first; when the head segment reaches the next one they merge. A new
 process starts with one empty segment, so everything unacknowledged is taken
 again after a restart.
 
-When the buffer is over ``max_readings`` or ``max_mb``, the oldest items are
-dropped first and counted in ``stats().dropped`` (persisted by ``SqliteBuffer``).
+When the items *waiting* to be sent are over ``max_readings`` or ``max_mb``, the
+oldest waiting items are dropped first and counted in ``stats().dropped``
+(persisted by ``SqliteBuffer``). Items *in flight* (taken and not yet
+acknowledged) are never dropped and do not count against the limits: the MQTT
+client holds them and sends them again after a reconnect, so they arrive, and
+``dropped`` counts exactly the items that are never sent. They are bounded by
+the MQTT window, so the buffer stays bounded on disk: its limits plus at most
+``mqtt.window`` messages.
 """
 
 import logging
@@ -168,6 +174,21 @@ class _BufferBase:
                 if out or not gap_empty:
                     return out
 
+    def _in_flight(self, code: int, item_id: int) -> bool:
+        """Taken and, while it is still stored, not yet acknowledged."""
+        return any(start < item_id <= pos for start, pos in self._cursors[code].segments)
+
+    def _in_flight_sql(self) -> tuple[str, list[int]]:
+        """An SQL condition (and its parameters) true for the stored rows in flight."""
+        terms: list[str] = []
+        params: list[int] = []
+        for code, cursor in self._cursors.items():
+            for start, pos in cursor.segments:
+                if pos > start:
+                    terms.append("(kind = ? AND id > ? AND id <= ?)")
+                    params += [code, start, pos]
+        return " OR ".join(terms) or "0", params
+
     def _note_dropped(self, count: int) -> None:
         self._dropped += count
         now = time.monotonic()
@@ -202,14 +223,27 @@ class MemoryBuffer(_BufferBase):
                 self._next_id += 1
                 self._bytes += len(entry[2]) + ROW_OVERHEAD
             self._pending.clear()
-            dropped = 0
-            while self._items and self._limits.over(len(self._items), self._bytes):
-                oldest = next(iter(self._items))
-                entry = self._items.pop(oldest)
-                self._bytes -= len(entry[2]) + ROW_OVERHEAD
-                dropped += 1
-            if dropped:
-                self._note_dropped(dropped)
+            if self._limits.over(len(self._items), self._bytes):
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        waiting = [
+            (item_id, len(entry[2]) + ROW_OVERHEAD)
+            for item_id, entry in self._items.items()
+            if not self._in_flight(entry[0], item_id)
+        ]
+        depth, size = len(waiting), sum(s for _, s in waiting)
+        dropped = 0
+        for item_id, item_size in waiting:
+            if not self._limits.over(depth, size):
+                break
+            del self._items[item_id]
+            self._bytes -= item_size
+            depth -= 1
+            size -= item_size
+            dropped += 1
+        if dropped:
+            self._note_dropped(dropped)
 
     def _fetch(self, code: int, after: int, upto: int | None, limit: int) -> list[Item]:
         out: list[Item] = []
@@ -361,25 +395,40 @@ class SqliteBuffer(_BufferBase):
                 raise
 
     def _drop_oldest(self) -> None:
+        in_flight, params = self._in_flight_sql()
+        held, held_size = self._db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM items WHERE {in_flight}",
+            params,
+        ).fetchone()
+        depth = self._depth - held  # waiting to be sent
+        size = self._bytes - held_size - held * ROW_OVERHEAD
         dropped = 0
-        while self._limits.over(self._depth, self._bytes) and self._depth > 0:
-            excess = max(self._depth // 100, 100)
-            if self._limits.max_items is not None:
-                excess = min(excess, max(self._depth - self._limits.max_items, 1))
+        while self._limits.over(depth, size) and depth > 0:
             rows = self._db.execute(
-                "SELECT id, LENGTH(body) FROM items ORDER BY id LIMIT ?", (excess,)
+                f"SELECT id, LENGTH(body) FROM items WHERE NOT ({in_flight}) ORDER BY id LIMIT ?",
+                [*params, max(depth // 100, 1000)],
             ).fetchall()
-            if not rows:
+            last = None
+            for row_id, row_size in rows:
+                if not self._limits.over(depth, size):
+                    break
+                last = row_id
+                depth -= 1
+                size -= row_size + ROW_OVERHEAD
+                self._depth -= 1
+                self._bytes -= row_size + ROW_OVERHEAD
+                dropped += 1
+            if last is None:
                 break
-            self._db.execute("DELETE FROM items WHERE id <= ?", (rows[-1][0],))
-            self._depth -= len(rows)
-            self._bytes -= sum(size + ROW_OVERHEAD for _, size in rows)
-            dropped += len(rows)
-        self._db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped', ?)",
-            (self._dropped + dropped,),
-        )
-        self._note_dropped(dropped)
+            self._db.execute(
+                f"DELETE FROM items WHERE id <= ? AND NOT ({in_flight})", [last, *params]
+            )
+        if dropped:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped', ?)",
+                (self._dropped + dropped,),
+            )
+            self._note_dropped(dropped)
 
     def _fetch(self, code: int, after: int, upto: int | None, limit: int) -> list[Item]:
         if upto is None:

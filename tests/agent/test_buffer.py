@@ -1,6 +1,7 @@
 """One suite over both buffer backends (in the manner of Telegraf's models/buffer_test.go)."""
 
 import logging
+import random
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -171,6 +172,79 @@ def test_max_bytes_drops_oldest(make_buffer: MakeBuffer) -> None:
     assert stats.dropped >= 200
     remaining = numbers(buf.take("telemetry", 1000, 1_000_000))
     assert remaining == list(range(600 - stats.depth, 600))
+
+
+def test_full_buffer_keeps_items_in_flight_and_counts_only_the_lost(
+    make_buffer: MakeBuffer,
+) -> None:
+    buf = make_buffer(max_items=10)
+    fill(buf, 10)  # 0..9
+    in_flight = buf.take("telemetry", 4, 10_000)  # 0..3 handed to MQTT, then the link drops
+    fill(buf, 8, 10)  # 10..17 sampled offline: 4..7, the oldest waiting, make room
+    stats = buf.stats()
+    assert (stats.depth, stats.dropped) == (14, 4)
+    buf.split("telemetry")  # reconnect: the MQTT client sends 0..3 again, the broker acks
+    buf.ack([i.id for i in in_flight])
+    buf.commit()
+    buf.rewind()
+    rest = buf.take("telemetry", 100, 100_000)
+    assert numbers(rest) == list(range(8, 18))
+    delivered = numbers(in_flight) + numbers(rest)
+    assert buf.stats().dropped == 18 - len(delivered) == 4
+
+
+def test_max_bytes_leaves_items_in_flight_out_of_the_count(make_buffer: MakeBuffer) -> None:
+    per_item = len(body(10)) + ROW_OVERHEAD
+    buf = make_buffer(max_bytes=per_item * 5)
+    fill(buf, 5, 10)
+    in_flight = buf.take("telemetry", 3, 10_000)  # 10..12
+    fill(buf, 4, 20)  # waiting: 13, 14, 20..23 is one over
+    stats = buf.stats()
+    assert (stats.depth, stats.dropped) == (8, 1)
+    assert stats.bytes == 8 * per_item
+    buf.ack([i.id for i in in_flight])
+    buf.commit()
+    assert numbers(buf.take("telemetry", 100, 100_000)) == [14, 20, 21, 22, 23]
+
+
+def test_every_item_is_delivered_or_counted_dropped_never_both(make_buffer: MakeBuffer) -> None:
+    """An agent's life in miniature, driven by a seeded random: readings come in,
+    batches go out through a window of in-flight messages, acks come back late or
+    never (the link drops; the client re-sends what it holds after the reconnect)."""
+    rng = random.Random(17)
+    max_items, window = 30, 3
+    buf = make_buffer(max_items=max_items)
+    added = 0
+    flight: list[list[int]] = []  # batches the MQTT client holds, oldest first
+    delivered: list[int] = []
+    online = True
+    for _ in range(400):
+        count = rng.randint(0, 6)
+        fill(buf, count, added)
+        added += count
+        held = sum(map(len, flight))
+        assert buf.stats().depth - held <= max_items  # what waits stays within the limit
+        if rng.random() < 0.05:
+            online = not online
+            if online:
+                buf.split("telemetry")
+        while online and len(flight) < window:
+            batch = buf.take("telemetry", rng.randint(1, 8), 10_000, fresh=rng.random() < 0.5)
+            if not batch:
+                break
+            flight.append([i.id for i in batch])
+            delivered += numbers(batch)
+        if online and flight and rng.random() < 0.6:
+            buf.ack(flight.pop(0))
+    while flight:
+        buf.ack(flight.pop(0))
+    buf.commit()
+    buf.split("telemetry")
+    while batch := buf.take("telemetry", 50, 100_000, fresh=False):
+        delivered += numbers(batch)
+    assert len(delivered) == len(set(delivered))
+    assert buf.stats().dropped > 0
+    assert buf.stats().dropped == added - len(delivered)
 
 
 def test_stats_report_depth_bytes_and_oldest(make_buffer: MakeBuffer) -> None:
