@@ -61,6 +61,7 @@ class Feed:
         login(self.client, msgspec.structs.replace(mqtt, username=username(config)))
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
     def start(self) -> None:
@@ -86,6 +87,19 @@ class Feed:
             log.error("broker refused the alert feed (%s): %s", client_id(self.config), rc)
             return
         client.subscribe([(subscription(kind), SubscribeOptions(qos=1)) for kind in KINDS])
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, codes: Any, props: Any
+    ) -> None:
+        """The broker's SUBACK: from here on it hands the feed every gateway's messages."""
+        failed = [str(c) for c in codes if c.is_failure]
+        if failed:
+            log.error(
+                "broker refused the alert feed's subscriptions (%s): %s (check the broker's ACL)",
+                client_id(self.config),
+                failed,
+            )
+            return
         self.subscribed.set()
         log.info("alert feed subscribed to every gateway as %s", client_id(self.config))
 

@@ -119,8 +119,14 @@ def test_leader_killed_mid_stream_every_reading_once_every_incident_notified_onc
         flags = wait_for(
             lambda: (f := leader_flags(workers, token)) and sum(f) == 1 and f, 15, "one leader"
         )
-        wait_for(lambda: all(w.ready()["broker"] for w in workers), 15, "all connected")
-        time.sleep(0.5)  # shared subscriptions and the leader's feed in place
+        # /readyz says broker: true once the broker acknowledged the worker's subscriptions
+        wait_for(lambda: all(w.ready()["broker"] for w in workers), 15, "every worker subscribed")
+        leader = workers[flags.index(True)]
+        wait_for(
+            lambda: "alert feed subscribed" in leader.log.read_text(errors="replace"),
+            15,
+            "the leader's feed subscribed (its SUBACK)",
+        )
 
         gateways = [f"{gateway_id}-{g}" for g in range(6)]
         per_gateway = 40  # messages; 6 x 40 x 20 = 4,800 readings
@@ -218,7 +224,14 @@ def test_workers_option_runs_n_ingest_processes_behind_one_api_and_scales_down(
     try:
         wait_for(lambda: len(children(proc)) == 2, 20, "two more workers")
         wait_for(lambda: _ready(url), 20, "the API to be ready")
-        time.sleep(1.5)  # the other workers subscribed too
+        # each worker logs this once the broker acknowledged its shared subscriptions
+        wait_for(
+            lambda: (
+                log.read_text(errors="replace").count(f"subscribed to $share/g-{gateway_id}/") == 3
+            ),
+            20,
+            "all three workers subscribed",
+        )
         expected = publish("a")
         pub.wait_acked(120)
         wait_for(
