@@ -1,24 +1,52 @@
-"""A read buffer under paho's socket, so a burst of small messages costs one ``recv``.
+"""A read buffer under paho's socket, and a fast path for the messages central lives on.
 
 paho reads each MQTT packet with several ``recv`` calls (the type byte, the length
-bytes, then the body) and waits in ``select`` before each packet. At the fleet's
-shape (thousands of ~2 KB messages a second) those system calls were a large part of
-central's per-message cost. :class:`BufferedSocket` reads up to ``CHUNK`` bytes at a
-time and serves paho's small reads from memory; its ``pending()`` (which paho also
-asks of TLS sockets) tells paho's loop to skip ``select`` while bytes are buffered.
+bytes, then the body), waits in ``select`` before each packet, and builds an
+``MQTTMessage`` with a ``Properties`` object for every PUBLISH. At the fleet's shape
+(thousands of ~2 KB messages a second) that was most of central's per-message cost.
 
-:class:`BufferedClient` is paho's client reading through that buffer, and able to
-acknowledge a whole stored batch at once (:meth:`BufferedClient.ack_many`): one
-write to the broker for all of the batch's PUBACKs instead of one per message.
+:class:`BufferedSocket` reads up to ``CHUNK`` bytes at a time and serves paho's small
+reads from memory; its ``pending()`` (which paho also asks of TLS sockets) tells
+paho's loop to skip ``select`` while bytes are buffered.
+
+:class:`BufferedClient` is paho's client reading through that buffer, with two
+additions:
+
+- ``on_qos1``: a handler ``(topic, payload, packet id)`` for QoS 1 PUBLISH packets.
+  When it is set, :meth:`BufferedClient.loop_read` takes every complete QoS 1 PUBLISH
+  already in the buffer straight to it (a burst of up to ``BURST`` packets per read),
+  without paho's per-packet state machine, message object or property parsing (their
+  MQTT 5 properties are skipped: central reads none). Every other packet (CONNACK,
+  SUBACK, PINGRESP, QoS 0 and 2, a packet not yet wholly received) goes through paho
+  as before. Without ``manual_ack`` the burst's PUBACKs go out in one write after it.
+- :meth:`BufferedClient.ack_many`: one write to the broker for all of a stored
+  batch's PUBACKs instead of one per message.
+
+It uses paho internals (``_create_socket``, ``_packet_queue``, ``_packet_read``,
+``_in_packet``, ``_loop_rc_handle``, ``_last_bytes_received``): paho-mqtt is pinned in
+constraints.txt, and ``tests/central/test_mqttsock.py`` checks the behaviour against a
+real mosquitto.
 """
 
+import ssl
 import struct
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
 
 CHUNK = 256 * 1024
+BURST = 256
+"""QoS 1 messages handled per read at most, before paho's loop sends what is queued
+(acknowledgements, pings) and checks the keepalive."""
+
+QoS1Handler = Callable[[str, bytes, int], None]
+"""Called with (topic, payload, packet id) for each QoS 1 message."""
+
+_PUBACK = struct.Struct("!BBH")  # fixed header (PUBACK), remaining length 2, packet id
+_QOS_MASK = 0xF6  # a PUBLISH's first byte without its DUP and RETAIN flags
+_PUBLISH_QOS1 = 0x32
 
 
 class BufferedSocket:
@@ -40,6 +68,61 @@ class BufferedSocket:
         self._pos = end
         return chunk
 
+    def fill(self) -> int:
+        """Bytes buffered, reading what the socket has when the buffer is empty: 0 when
+        it has nothing now, -1 when the peer closed (paho's own read then finds out and
+        says so)."""
+        if self._pos < len(self._buf):
+            return len(self._buf) - self._pos
+        try:
+            data = self._sock.recv(CHUNK)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return 0
+        self._buf, self._pos = data, 0
+        return len(data) or -1
+
+    def take_qos1_publish(self, mqtt5: bool) -> tuple[bytes, bytes, int] | None:
+        """The next packet, when it is a QoS 1 PUBLISH wholly in the buffer, as
+        (topic, payload, packet id), consumed; else None, and nothing is consumed."""
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        if pos >= end or buf[pos] & _QOS_MASK != _PUBLISH_QOS1:
+            return None
+        length, shift, at = 0, 0, pos + 1
+        while True:  # the remaining length: at most 4 bytes, 7 bits each
+            if at >= end or at - pos > 4:
+                return None  # not all here yet, or malformed: paho deals with it
+            byte = buf[at]
+            at += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        stop = at + length
+        if stop > end or length < 4:
+            return None
+        topic_end = at + 2 + ((buf[at] << 8) | buf[at + 1])
+        if topic_end + 2 > stop:
+            return None
+        mid = (buf[topic_end] << 8) | buf[topic_end + 1]
+        body = topic_end + 2
+        if mqtt5:  # properties: a variable-length size, then that many bytes, skipped
+            size, shift = 0, 0
+            while True:
+                if body >= stop or shift > 21:
+                    return None
+                byte = buf[body]
+                body += 1
+                size |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            body += size
+            if body > stop:
+                return None
+        self._pos = stop
+        return buf[at + 2 : topic_end], buf[body:stop], mid
+
     def pending(self) -> int:
         inner = getattr(self._sock, "pending", None)
         return len(self._buf) - self._pos + (inner() if inner is not None else 0)
@@ -48,17 +131,54 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
-_PUBACK = struct.Struct("!BBH")  # fixed header (PUBACK), remaining length 2, packet id
-
-
 class BufferedClient(paho.Client):
-    """paho's client over a :class:`BufferedSocket`, with batched acknowledgements.
+    """paho's client over a :class:`BufferedSocket`, with a fast path for QoS 1
+    messages (``on_qos1``) and batched acknowledgements (:meth:`ack_many`)."""
 
-    Uses two of paho's internals (``_create_socket``, ``_packet_queue``; paho-mqtt is
-    pinned in constraints.txt, and ``tests/central/test_mqttsock.py`` checks them)."""
+    on_qos1: QoS1Handler | None = None
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
+        sock = self._sock
+        handler = self.on_qos1
+        if handler is None or not isinstance(sock, BufferedSocket):
+            return super().loop_read(max_packets)
+        mqtt5 = self._protocol == paho.MQTTv5
+        acks: list[int] = []
+        handled = 0
+        try:
+            while handled < BURST and self._sock is not None:
+                if self._in_packet["command"] == 0:  # between packets
+                    buffered = sock.fill()
+                    if buffered == 0:
+                        break  # all read
+                    found = sock.take_qos1_publish(mqtt5) if buffered > 0 else None
+                    if found is not None:
+                        topic, payload, mid = found
+                        handled += 1
+                        try:
+                            name = topic.decode()
+                        except UnicodeDecodeError:
+                            name = topic.decode(errors="replace")  # not a pantau topic
+                        handler(name, payload, mid)
+                        if not self._manual_ack:
+                            acks.append(mid)
+                        continue
+                rc = self._packet_read()  # anything else: paho's own way
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                handled += 1
+                if rc == paho.MQTTErrorCode.MQTT_ERR_AGAIN or not sock.pending():
+                    break
+        finally:
+            if handled:
+                with self._msgtime_mutex:
+                    self._last_bytes_received = time.monotonic()  # paho's time_func
+            if acks and self._sock is not None:
+                self.ack_many(acks)
+        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def ack_many(self, mids: Iterable[int]) -> None:
         """Acknowledge these QoS 1 messages (``manual_ack``) in one packet write: the

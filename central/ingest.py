@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -87,7 +87,7 @@ def tune_gc() -> None:
         gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), max(middle, 50), max(old, 100))
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     mid: int
     generation: int
@@ -97,7 +97,7 @@ class Pending:
     payload: bytes
     readings: int = 0
     events: int = 0
-    received: float = field(default_factory=time.monotonic)
+    received: float = 0.0  # time.monotonic() when it arrived (set by _enqueue)
 
 
 class _RateLimitedLog:
@@ -178,7 +178,8 @@ class Ingest:
         login(client, mqtt)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # QoS 0 and 2 (no gateway sends them)
+        client.on_qos1 = self._on_qos1
         client.on_subscribe = self._on_subscribe
         return client
 
@@ -245,20 +246,22 @@ class Ingest:
         self.connected.clear()
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._on_qos1(msg.topic, bytes(msg.payload), msg.mid)
+
+    def _on_qos1(self, topic: str, payload: bytes, mid: int) -> None:
         self._last_message = time.monotonic()
-        payload = bytes(msg.payload)
         try:
-            self.handle(msg.topic, payload, msg.mid)
+            self.handle(topic, payload, mid)
         except Exception as exc:  # never let one message kill the network thread
             # a traceback once a minute at most: a flood of such messages must not flood
             # the log (the dead letters keep every one)
             now = time.monotonic()
             if now - self._traceback_at >= 60.0:
                 self._traceback_at = now
-                log.exception("unexpected error handling a message on %s", msg.topic)
+                log.exception("unexpected error handling a message on %s", topic)
             detail = f"unexpected error: {type(exc).__name__}: {str(exc)[:200]}"
-            self._dead_letter(msg.topic, None, "internal", detail, payload)
-            self.client.ack(msg.mid, 1)
+            self._dead_letter(topic, None, "internal", detail, payload)
+            self.client.ack(mid, 1)
 
     def handle(self, topic: str, payload: bytes, mid: int) -> None:
         if self._stopping:
@@ -364,6 +367,7 @@ class Ingest:
     # batching and writing
 
     def _enqueue(self, item: Pending) -> None:
+        item.received = time.monotonic()
         with self._cond:
             self._queue.append(item)
             self._points += len(item.lines)

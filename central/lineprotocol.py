@@ -117,6 +117,8 @@ class Encoder:
         self.events_text = escape_measurement("events_text")
         self.wrong_type = 0
         self._names: dict[str, str] = {}
+        # (gateway, site) -> device -> metric -> the line's start ("" -> the device's)
+        self._starts: dict[tuple[str, str | None], dict[str, dict[str, str]]] = {}
 
     def _escaped(self, name: str) -> str:
         out = self._names.get(name)
@@ -134,31 +136,34 @@ class Encoder:
     ) -> list[str]:
         """Lines for one telemetry message. ``site``: the gateway's site from the registry
         (the payload's is not used); ``declared``: device -> metric -> declared type."""
-        # the hot path of ingest (one call per reading batch): per device, a dict of
-        # metric → "readings,device=..,gateway=..,site=.. metric=" built once per batch
+        # the hot path of ingest (one call per reading batch): per (gateway, site), per
+        # device, a dict of metric → "readings,device=..,gateway=..,site=.. metric=",
+        # kept across messages (a gateway sends the same names again and again)
         lines: list[str] = []
         append = lines.append
         esc = self._escaped
+        devices = self._starts.get((message.gateway, site))
+        if devices is None:
+            if len(self._starts) >= self._CACHE_MAX // 10:
+                self._starts.clear()
+            devices = self._starts[(message.gateway, site)] = {}
         gateway = esc(message.gateway)
         site = esc(site) if site else ""
         suffix = f",gateway={gateway},site={site} " if site else f",gateway={gateway} "
-        prefix = f"{self.measurement},device="
-        heads: dict[str, tuple[str, dict[str, str], Mapping[str, str] | None]] = {}
         device_name = None
         starts: dict[str, str] = {}
         types: Mapping[str, str] | None = None
-        head = ""
         for r in message.readings:
             if r.device != device_name:
                 device_name = r.device
-                cached = heads.get(device_name)
+                cached = devices.get(device_name)
                 if cached is None:
-                    cached = heads[device_name] = (
-                        prefix + esc(device_name) + suffix,
-                        {},
-                        declared.get(device_name) if declared else None,
-                    )
-                head, starts, types = cached
+                    if len(devices) >= self._CACHE_MAX // 10:
+                        devices.clear()
+                    cached = devices[device_name] = {}
+                    cached[""] = f"{self.measurement},device={esc(device_name)}{suffix}"
+                starts = cached
+                types = declared.get(device_name) if declared else None
             value = r.value
             error = r.error
             if r.quality == "good":
@@ -170,13 +175,13 @@ class Encoder:
                     if value - value == 0.0:  # type: ignore[operator]  # finite
                         start = starts.get(r.metric)
                         if start is None:
-                            start = starts[r.metric] = f"{head}{esc(r.metric)}="
+                            start = starts[r.metric] = f"{starts['']}{esc(r.metric)}="
                         append(f"{start}{value!r} {r.ts}")
                         continue
                 elif cls is int and -_EXACT < value < _EXACT:  # type: ignore[operator]
                     start = starts.get(r.metric)
                     if start is None:
-                        start = starts[r.metric] = f"{head}{esc(r.metric)}="
+                        start = starts[r.metric] = f"{starts['']}{esc(r.metric)}="
                     append(f"{start}{value}.0 {r.ts}")  # == repr(float(value)), faster
                     continue
                 elif cls is str:  # apart from the numbers: never a field type conflict
@@ -188,7 +193,7 @@ class Encoder:
                 elif value is not None:  # bool (1/0) or a huge int: a number
                     start = starts.get(r.metric)
                     if start is None:
-                        start = starts[r.metric] = f"{head}{esc(r.metric)}="
+                        start = starts[r.metric] = f"{starts['']}{esc(r.metric)}="
                     append(f"{start}{float(value)!r} {r.ts}")
                     continue
             error = error or ("no value" if r.quality == "good" else "bad quality")

@@ -140,8 +140,8 @@ class Metrics:
             buckets=INGEST_SECONDS,
             registry=registry,
         )
-        for kind in wire.UPLINK_KINDS:
-            self._messages.labels(kind)
+        # one child per kind, looked up once (labels() per message costs a lock)
+        self._message_counters = {kind: self._messages.labels(kind) for kind in wire.UPLINK_KINDS}
         for reason in REJECT_REASONS:
             self._rejected.labels(reason)
         for kind in WRITE_ERROR_KINDS:
@@ -214,7 +214,10 @@ class Metrics:
     # updated by ingest
 
     def count_message(self, kind: str) -> None:
-        self._messages.labels(kind).inc()
+        counter = self._message_counters.get(kind)
+        if counter is None:
+            counter = self._message_counters[kind] = self._messages.labels(kind)
+        counter.inc()
 
     def reject(self, reason: str) -> None:
         self._rejected.labels(reason).inc()

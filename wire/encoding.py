@@ -13,7 +13,16 @@ from typing import Any
 
 import msgspec
 
-from wire.models import PAYLOAD_VERSION, Command, CommandReply, Event, Health, State, Telemetry
+from wire.models import (
+    PAYLOAD_VERSION,
+    Command,
+    CommandReply,
+    Event,
+    Health,
+    State,
+    Telemetry,
+    reading_names_problem,
+)
 from wire.structs import error_location, plain
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -156,6 +165,10 @@ def decode(kind: str, payload: bytes, topic_gateway: str | None = None) -> Any:
         raise WireError("bad_json", str(exc)) from None
     except RecursionError:  # msgspec's own guard against deep nesting
         raise WireError("bad_json", "nested too deeply") from None
+    if model is Telemetry and b"\\" in payload:  # a control character needs an escape
+        problem = reading_names_problem(obj)
+        if problem is not None:
+            raise WireError("schema", problem)
     free = _FREE_FORM.get(kind)
     if free is not None and _too_deep(getattr(obj, free), MAX_DEPTH):
         raise WireError("bad_json", f"{free}: nested deeper than {MAX_DEPTH} levels")

@@ -63,6 +63,7 @@ class Feed:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_qos1 = self._on_qos1
 
     def start(self) -> None:
         mqtt = self.config.mqtt
@@ -104,15 +105,18 @@ class Feed:
         log.info("alert feed subscribed to every gateway as %s", client_id(self.config))
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        parsed = wire.parse_topic(msg.topic)
+        self._on_qos1(msg.topic, bytes(msg.payload), msg.mid)
+
+    def _on_qos1(self, topic: str, payload: bytes, mid: int) -> None:
+        parsed = wire.parse_topic(topic)
         if parsed is None:
             return
         gateway, kind = parsed
         try:
-            message = wire.decode(kind, bytes(msg.payload), topic_gateway=gateway)
+            message = wire.decode(kind, payload, topic_gateway=gateway)
         except wire.WireError:
             return  # ingest dead-letters it
         except Exception:
-            log.exception("alert feed: cannot decode a message on %s", msg.topic)
+            log.exception("alert feed: cannot decode a message on %s", topic)
             return
         self.deliver(kind, message)

@@ -80,6 +80,41 @@ def test_decode_rejects_with_a_reason(payload, reason):
     assert exc.value.reason == reason
 
 
+@pytest.mark.parametrize(
+    ("reading", "where"),
+    [
+        ({"device": "d\n1", "metric": "m"}, "readings.0.device"),
+        ({"device": "d1", "metric": "m\u0001"}, "readings.0.metric"),
+        ({"device": "d1", "metric": "m\t"}, "readings.0.metric"),
+    ],
+)
+def test_control_characters_in_reading_names_are_refused(reading, where):
+    # JSON carries a control character only as an escape (json.dumps writes "\n")
+    payload = _telemetry(readings=[{**reading, "value": 1, "ts": 1}])
+    assert b"\\" in payload
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode("telemetry", payload, topic_gateway="gw-1")
+    assert exc.value.reason == "schema"
+    assert exc.value.detail == f"{where}: control characters are not allowed"
+
+
+def test_raw_control_characters_are_not_json():
+    payload = _telemetry().replace(b'"d1"', b'"d\x011"')
+    assert b"\x01" in payload
+    with pytest.raises(wire.WireError) as exc:
+        wire.decode("telemetry", payload, topic_gateway="gw-1")
+    assert exc.value.reason == "bad_json"
+
+
+def test_escapes_elsewhere_in_a_batch_are_fine():
+    payload = _telemetry(
+        site='a\\b "c"', readings=[{"device": "d\\1", "metric": "m", "value": 1, "ts": 1}]
+    )
+    message = wire.decode("telemetry", payload, topic_gateway="gw-1")
+    assert message.site == 'a\\b "c"'
+    assert message.readings[0].device == "d\\1"
+
+
 def test_every_kind_has_a_model_and_round_trips():
     samples = {
         "events": wire.Event(
