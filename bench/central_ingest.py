@@ -10,18 +10,28 @@ shape first (200 gateways, each message 20 readings: a river station's handful p
 second) and the agent's full batch second (8 gateways x 500 readings per message),
 Pantau and Node-RED at both, in the same run.
 
+The simulated gateways are the same for every pipeline: ``--publishers`` processes,
+each ONE thread driving its share of the gateways over non-blocking sockets with
+hand-built MQTT 3.1.1 packets (``bench._mqttpub``: CONNECT, PUBLISH QoS 1, PUBACK,
+PINGREQ, DISCONNECT), one TCP connection and client id ``bench-<gateway>`` per
+gateway, at most 64 unacknowledged messages each (the agent's window). In the field
+each gateway is its own device, so whatever the harness spends is taken from the
+system under test on the same cores; a paho client per gateway (a network thread
+each) cost about 3 times as much CPU. A refused CONNECT, a closed connection or an
+unexpected packet stops the run with an error rather than losing messages quietly.
+Their CPU (``pubs``) counts from the first publish, like the other components'.
+
 In one run, on this machine, with a real mosquitto and InfluxDB 1.x in bench/.work/:
 
-1. mosquitto alone: publisher processes send QoS 1 batches as fast as the broker
-   acknowledges them (a window of 64 per gateway, as the agent); a subscriber
-   process counts what the broker delivers. The broker's pub→sub ceiling.
+1. mosquitto alone: the publishers send QoS 1 batches as fast as the broker
+   acknowledges them; a subscriber process (paho, QoS 1) counts what the broker
+   delivers. The broker's pub→sub ceiling.
 2. InfluxDB direct: 2 writer processes POST 5,000-line batches of fresh points
    (pre-formatted). InfluxDB's write ceiling on this machine.
 3. Pantau central (``python -m central run``, a child process, default settings):
-   publisher processes (``--publishers``, simulating the shape's gateways, one
-   MQTT connection each) publish QoS 1 telemetry shaped like the agent's
-   (``wire.encoding``'s telemetry encoder, the shape's readings per message) PACED at an
-   offered rate for ``--seconds``, stepping the rate up (``--rates``) until
+   the publishers (simulating the shape's gateways) publish QoS 1 telemetry shaped
+   like the agent's (``wire.encoding``'s telemetry encoder, the shape's readings per
+   message) PACED at an offered rate for ``--seconds``, stepping the rate up (``--rates``) until
    central can't keep up or loses anything. ``--workers 1,2`` measures central with
    ``run --workers N`` for each N (one shared subscription; CPU of all its processes).
    Each step's readings have their own time range, so steps are verified independently.
@@ -60,8 +70,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
+from bench._mqttpub import Fleet
 from bench._procstat import CpuMeter
 from scripts.services import InfluxDB, Mosquitto, free_port, wait_port
 
@@ -116,32 +128,34 @@ def _publisher(
     batch: int,
     out: Any,
 ) -> None:
-    """Simulated gateways in one process: one MQTT connection each, QoS 1, at most
-    WINDOW unacknowledged messages each; messages paced at ``rate`` readings/s for the
-    whole process (round-robin over its gateways), or unpaced when ``rate`` is None."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
+    """Simulated gateways in one process, one thread (bench._mqttpub.Fleet): one MQTT
+    connection each, QoS 1, at most WINDOW unacknowledged messages each; messages paced
+    at ``rate`` readings/s for the whole process (round-robin over its gateways), or
+    unpaced when ``rate`` is None. Puts its result, or {"error": ...}, on ``out``."""
+    try:
+        with Fleet(port, gateways, window=WINDOW, keepalive=30) as fleet:
+            fleet.connect()
+            result = _paced(fleet, gateways, rate, seconds, start_at, base, batch)
+            fleet.close()
+        out.put(result)
+    except Exception as exc:  # the parent reports it: a silent publisher would lie
+        out.put({"error": f"{type(exc).__name__}: {exc}"})
 
-    cond = threading.Condition()
-    inflight = dict.fromkeys(gateways, 0)
-    clients = {}
-    for gw in gateways:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{gw}")
-        client.max_inflight_messages_set(WINDOW)
-        client.max_queued_messages_set(0)
 
-        def on_publish(*_: Any, gw: str = gw) -> None:
-            with cond:
-                inflight[gw] -= 1
-                cond.notify_all()
-
-        client.on_publish = on_publish
-        client.connect("127.0.0.1", port, keepalive=30)
-        client.loop_start()
-        clients[gw] = client
+def _paced(
+    fleet: Fleet,
+    gateways: list[str],
+    rate: float | None,
+    seconds: float,
+    start_at: float,
+    base: int,
+    batch: int,
+) -> dict[str, Any]:
     sent = dict.fromkeys(gateways, 0)
     seq = dict.fromkeys(gateways, 1)
-    time.sleep(max(0.0, start_at - time.monotonic()))
+    while (now := time.monotonic()) < start_at:
+        fleet.poll(start_at - now)
+    cpu = time.process_time()  # from here on, as the other components' meters
     deadline = start_at + seconds
     interval = batch / rate if rate else 0.0
     k = 0
@@ -151,26 +165,20 @@ def _publisher(
         now = time.monotonic()
         if due >= deadline or now >= deadline:
             break
-        if due > now:
-            time.sleep(due - now)
+        if due > now:  # serve the sockets (PUBACKs, pings) until the message is due
+            while (now := time.monotonic()) < due:
+                fleet.poll(due - now)
         else:
             behind = max(behind, now - due)
+            fleet.poll(0)
         gw = gateways[k % len(gateways)]
-        with cond:
-            cond.wait_for(lambda: inflight[gw] < WINDOW, 30)  # noqa: B023
-            inflight[gw] += 1
-        body = _payload(gw, seq[gw], base, sent[gw], batch)
-        clients[gw].publish(f"pantau/v1/{gw}/telemetry", body, 1)
+        fleet.publish(gw, _payload(gw, seq[gw], base, sent[gw], batch))
         seq[gw] += 1
         sent[gw] += batch
         k += 1
     ended = time.monotonic()
-    with cond:
-        cond.wait_for(lambda: all(n == 0 for n in inflight.values()), 120)
-    for client in clients.values():
-        client.disconnect()
-        client.loop_stop()
-    out.put({"sent": sent, "ended": ended, "cpu": time.process_time(), "behind": behind})
+    fleet.drain(120)
+    return {"sent": sent, "ended": ended, "cpu": time.process_time() - cpu, "behind": behind}
 
 
 def _subscriber(port: int, got: Any, last: Any, ready: Any) -> None:
@@ -204,9 +212,12 @@ class Publishers:
     batch: int
     start_at: float = 0.0
     results: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    _thread: threading.Thread | None = None
 
     def run(self) -> None:
-        """Start the publisher processes, publish, collect their results."""
+        """Start the publisher processes, publish, collect their results (or the first
+        error: a publisher that failed, or died without a word)."""
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
         groups = [self.gateways[i :: self.processes] for i in range(self.processes)]
@@ -232,18 +243,46 @@ class Publishers:
         for p in procs:
             p.start()
         try:
-            self.results = [queue.get(timeout=self.seconds + 180) for _ in procs]
+            self.results = self._collect(queue, procs)
+        except Exception as exc:
+            self.error = str(exc)
         finally:
             for p in procs:
                 p.join(10)
                 if p.is_alive():
                     p.kill()
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, daemon=True)
-        thread.start()
+    def _collect(self, queue: Any, procs: list[Any]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.seconds + 180
+        while len(results) < len(procs):
+            try:
+                result = queue.get(timeout=1.0)
+            except Empty:
+                dead = [p.exitcode for p in procs if p.exitcode is not None]
+                if len(dead) == len(procs) or any(dead):
+                    raise RuntimeError(
+                        f"publisher processes exited ({dead}) without a result"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError("publishers did not finish in time") from None
+                continue
+            if "error" in result:
+                raise RuntimeError(f"a publisher process failed: {result['error']}")
+            results.append(result)
+        return results
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, daemon=True)
+        self._thread.start()
         time.sleep(0.5)
-        return thread
+
+    def join(self) -> None:
+        """Wait for the publishers; raise if any of them failed."""
+        if self._thread is not None:
+            self._thread.join()
+        if self.error:
+            raise RuntimeError(self.error)
 
     @property
     def sent(self) -> dict[str, int]:
@@ -278,10 +317,10 @@ def bench_mosquitto(broker: Mosquitto, args: argparse.Namespace) -> dict[str, An
         seconds = min(args.seconds, 10.0)
         pubs = Publishers(broker.port, gateways, args.publishers, None, seconds, BASE_TS, batch)
         meter: CpuMeter | None = None
-        thread = pubs.start()
+        pubs.start()
         time.sleep(max(0.0, pubs.start_at - time.monotonic()))
         meter = CpuMeter([broker.proc.pid, sub.pid or 0])  # type: ignore[union-attr]
-        thread.join()
+        pubs.join()
         messages = sum(pubs.sent.values()) // batch
         deadline = time.monotonic() + 60
         while got.value < messages and time.monotonic() < deadline:
@@ -428,12 +467,12 @@ def _step(
     where = f"time >= {base}ms AND time < {base + STEP_SPAN}ms"
     gateways = [f"{name}{step}-{i}" for i in range(shape[0])]
     pubs = Publishers(broker.port, gateways, args.publishers, rate, args.seconds, base, shape[1])
-    thread = pubs.start()
+    pubs.start()
     time.sleep(max(0.0, pubs.start_at - time.monotonic()))
     meter = CpuMeter(pids)
     broker_meter = CpuMeter([broker.proc.pid])  # type: ignore[union-attr]
     influx_meter = CpuMeter([influx.proc.pid])  # type: ignore[union-attr]
-    thread.join()
+    pubs.join()
     total = sum(pubs.sent.values())
     done = _wait_stored(influx, db, base, where, pubs.sent)
     cpu = meter.share(), broker_meter.share(), influx_meter.share()

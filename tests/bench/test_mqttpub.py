@@ -1,0 +1,254 @@
+"""bench/_mqttpub: the benchmarks' lean QoS 1 publishers, against a real mosquitto."""
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench import central_ingest
+from bench._mqttpub import (
+    DISCONNECT_PACKET,
+    PINGREQ_PACKET,
+    Fleet,
+    Packet,
+    PacketIds,
+    PacketReader,
+    PublisherError,
+    connack_code,
+    connect_packet,
+    encode_length,
+    puback_id,
+    publish_packet,
+)
+from scripts.services import Mosquitto
+
+
+class Subscriber:
+    """A paho client at QoS 1 keeping every message it gets, in order, per topic."""
+
+    def __init__(self, port: int, topics: list[str]) -> None:
+        self.got: dict[str, list[bytes]] = {}
+        self.cond = threading.Condition()
+        subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sub-{id(self)}")
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        assert subscribed.wait(10), "subscriber did not subscribe"
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        assert message.qos == 1
+        with self.cond:
+            self.got.setdefault(message.topic, []).append(message.payload)
+            self.cond.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> dict[str, list[bytes]]:
+        with self.cond:
+            self.cond.wait_for(lambda: sum(map(len, self.got.values())) >= count, timeout)
+        time.sleep(0.2)  # anything beyond count (a duplicate) arrives too
+        return self.got
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscribe(broker: Mosquitto) -> Iterator:
+    started: list[Subscriber] = []
+
+    def _subscribe(*topics: str) -> Subscriber:
+        started.append(Subscriber(broker.port, list(topics)))
+        return started[-1]
+
+    yield _subscribe
+    for sub in started:
+        sub.stop()
+
+
+# the codec
+
+
+def test_remaining_length_uses_one_to_four_bytes_as_the_spec_tabulates() -> None:
+    assert encode_length(0) == b"\x00"
+    assert encode_length(127) == b"\x7f"
+    assert encode_length(128) == b"\x80\x01"
+    assert encode_length(16_383) == b"\xff\x7f"
+    assert encode_length(16_384) == b"\x80\x80\x01"
+    assert encode_length(2_097_152) == b"\x80\x80\x80\x01"
+    assert encode_length(268_435_455) == b"\xff\xff\xff\x7f"
+    with pytest.raises(ValueError, match="out of range"):
+        encode_length(268_435_456)
+
+
+def test_connect_and_publish_packets_are_byte_exact() -> None:
+    assert connect_packet("bench-gw", 30) == (
+        b"\x10\x14\x00\x04MQTT\x04\x02\x00\x1e\x00\x08bench-gw"
+    )
+    assert publish_packet(b"a/b", b"hi", 65535) == b"\x32\x09\x00\x03a/b\xff\xffhi"
+    with pytest.raises(ValueError, match="packet id 0"):
+        publish_packet(b"a/b", b"hi", 0)
+
+
+def test_reader_finds_every_packet_when_fed_one_byte_at_a_time() -> None:
+    big = bytes(range(256)) * 2  # 512 bytes: a two-byte remaining length
+    stream = (
+        b"\x20\x02\x00\x00"  # CONNACK accepted
+        + b"\x40\x02\xff\xfe"  # PUBACK 65534
+        + b"\x40\x02\xff\xff"  # PUBACK 65535
+        + b"\x40\x02\x00\x01"  # PUBACK 1
+        + b"\xd0\x00"  # PINGRESP
+        + publish_packet(b"t", big, 7)
+    )
+    expected = [
+        Packet(2, 0, b"\x00\x00"),
+        Packet(4, 0, b"\xff\xfe"),
+        Packet(4, 0, b"\xff\xff"),
+        Packet(4, 0, b"\x00\x01"),
+        Packet(13, 0, b""),
+        Packet(3, 2, b"\x00\x01t\x00\x07" + big),
+    ]
+    reader = PacketReader()
+    got = [p for i in range(len(stream)) for p in reader.feed(stream[i : i + 1])]
+    assert got == expected
+    assert reader.pending == 0
+    assert PacketReader().feed(stream) == expected  # all in one recv
+    halves = PacketReader()
+    assert halves.feed(stream[:7]) == expected[:1]
+    assert halves.pending == 3
+    assert halves.feed(stream[7:]) == expected[1:]
+    assert [puback_id(p) for p in got[1:4]] == [65534, 65535, 1]
+    assert connack_code(got[0]) == 0
+
+
+def test_reader_and_parsers_refuse_malformed_packets() -> None:
+    with pytest.raises(PublisherError, match="more than 4 bytes"):
+        PacketReader().feed(b"\x40\xff\xff\xff\xff\x01")
+    with pytest.raises(PublisherError, match="malformed PUBACK"):
+        puback_id(Packet(4, 0, b"\x00\x01\x02"))
+    with pytest.raises(PublisherError, match=r"malformed SUBACK.*expected PUBACK"):
+        puback_id(Packet(9, 0, b"\x00\x01"))
+
+
+def test_packet_ids_wrap_after_65535_and_skip_ids_still_unacknowledged() -> None:
+    ids = PacketIds(first=65_533)
+    taken = [ids.take() for _ in range(4)]
+    assert taken == [65_533, 65_534, 65_535, 1]
+    ids.release(65_534)
+    ids.release(1)
+    ids.next = 65_533  # as if it went round once more: 65533 and 65535 are still in flight
+    assert [ids.take(), ids.take(), ids.take()] == [65_534, 1, 2]
+    with pytest.raises(PublisherError, match="packet id 9, which is not in flight"):
+        ids.release(9)
+
+
+# against mosquitto
+
+
+def test_every_message_arrives_once_and_intact_across_the_packet_id_wrap(
+    broker: Mosquitto, subscribe: Any, gateway_id: str
+) -> None:
+    gateways = [f"{gateway_id}-{i}" for i in range(3)]
+    sub = subscribe(*(f"pantau/v1/{gw}/telemetry" for gw in gateways))
+    sizes = [0, 1, 100, 127, 128, 5_000, 16_384, 70_000]  # every remaining-length width
+    sent: dict[str, list[bytes]] = {f"pantau/v1/{gw}/telemetry": [] for gw in gateways}
+    with Fleet(broker.port, gateways, window=4, first_id=65_530) as fleet:
+        fleet.connect()
+        for n in range(40):
+            for g, gw in enumerate(gateways):
+                body = f"{gw}:{n}:".encode() + bytes([g + n & 0xFF]) * sizes[n % len(sizes)]
+                fleet.publish(gw, body)
+                sent[f"pantau/v1/{gw}/telemetry"].append(body)
+                assert len(fleet.conns[gw].ids.unacked) <= 4
+        fleet.drain(10)
+        assert [c.ids.next for c in fleet.conns.values()] == [35, 35, 35]  # wrapped once
+        assert [c.acked for c in fleet.conns.values()] == [40, 40, 40]
+        fleet.close()
+    assert sub.wait_for(120) == sent
+
+
+def test_a_quiet_connection_pings_and_stays_up(broker: Mosquitto, gateway_id: str) -> None:
+    with Fleet(broker.port, [gateway_id], keepalive=1) as fleet:
+        fleet.connect()
+        end = time.monotonic() + 2.5  # mosquitto drops a silent client after 1.5 s
+        while (now := time.monotonic()) < end:
+            fleet.poll(end - now)
+        assert fleet.conns[gateway_id].pings >= 2
+        fleet.publish(gateway_id, b"still here")
+        fleet.drain(5)
+        fleet.close()
+
+
+def test_a_refused_connect_fails_loudly(make_broker: Any, gateway_id: str) -> None:
+    locked = make_broker(anonymous=False)
+    with Fleet(locked.port, [gateway_id]) as fleet, pytest.raises(PublisherError) as err:
+        fleet.connect(5)
+    assert str(err.value) == (
+        f"bench-{gateway_id}: the broker refused CONNECT: not authorized (return code 5) "
+        "(0 messages unacknowledged)"
+    )
+
+
+def test_a_broker_that_goes_away_fails_loudly(make_broker: Any, gateway_id: str) -> None:
+    server = make_broker()
+    with Fleet(server.port, [gateway_id], window=2) as fleet:
+        fleet.connect()
+        fleet.publish(gateway_id, b"one")
+        fleet.drain(5)
+        server.stop()
+        with pytest.raises(PublisherError, match=f"bench-{gateway_id}: .*(closed|failed)"):
+            for _ in range(100):  # the window (2) fills, then the close is seen
+                fleet.publish(gateway_id, b"more")
+                fleet.poll(0.05)
+
+
+def test_the_ingest_benchmarks_publisher_sends_the_paced_agent_payloads(
+    broker: Mosquitto, subscribe: Any, gateway_id: str
+) -> None:
+    class Out(list):
+        put = list.append
+
+    gateways = [f"{gateway_id}-a", f"{gateway_id}-b"]
+    sub = subscribe(*(f"pantau/v1/{gw}/telemetry" for gw in gateways))
+    out = Out()
+    start_at = time.monotonic() + 0.5
+    central_ingest._publisher(broker.port, gateways, 4000.0, 0.5, start_at, 1000, 20, out)
+    [result] = out
+    assert "error" not in result, result
+    assert result["sent"] == {gateways[0]: 1000, gateways[1]: 1000}  # 4,000/s for 0.5 s
+    assert result["behind"] < 0.2
+    expected = {
+        f"pantau/v1/{gw}/telemetry": [
+            central_ingest._payload(gw, seq, 1000, (seq - 1) * 20, 20) for seq in range(1, 51)
+        ]
+        for gw in gateways
+    }
+    assert sub.wait_for(100) == expected
+
+
+def test_the_ingest_benchmarks_publisher_reports_its_failure(
+    make_broker: Any, gateway_id: str
+) -> None:
+    class Out(list):
+        put = list.append
+
+    locked = make_broker(anonymous=False)
+    out = Out()
+    central_ingest._publisher(locked.port, [gateway_id], None, 0.2, 0.0, 0, 20, out)
+    assert out == [
+        {
+            "error": f"PublisherError: bench-{gateway_id}: the broker refused CONNECT: "
+            "not authorized (return code 5) (0 messages unacknowledged)"
+        }
+    ]
+
+
+def test_disconnect_and_ping_packets() -> None:
+    assert PINGREQ_PACKET == b"\xc0\x00"
+    assert DISCONNECT_PACKET == b"\xe0\x00"
