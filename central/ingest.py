@@ -303,7 +303,11 @@ class Ingest:
             )
             message = msgspec.structs.replace(message, site=site)  # what observers see
         if kind == "telemetry":
-            message, refusal = self.names.telemetry(message)
+            names = self.names
+            message, refusal = names.telemetry(message)
+            if names.units:  # a metric's unit new or changed
+                registry.set_units(names.units)
+                names.units.clear()
             if refusal is not None:
                 self.metrics.refused_readings("limit", refusal.count)
                 self._dead_letter(topic, gateway, "limit", refusal.detail, payload)
@@ -324,7 +328,6 @@ class Ingest:
             except Exception:
                 log.exception("observer failed on a %s message from %s", kind, gateway)
         if kind == "telemetry":
-            self.registry.units(message)
             encoder = self.encoder
             wrong = encoder.wrong_type
             lines = encoder.telemetry(message, site, self.names.declared(gateway))

@@ -17,9 +17,12 @@ from central.config import LimitsSection
 __all__ = ["Names", "Refusal"]
 
 
+_NEW = object()
+
+
 @dataclass
 class _Gateway:
-    devices: dict[str, set[str]] = field(default_factory=dict)
+    devices: dict[str, dict[str, str | None]] = field(default_factory=dict)  # metric -> unit
     metrics: set[str] = field(default_factory=set)
     series: int = 0
     types: dict[str, dict[str, str]] = field(default_factory=dict)  # device -> declared
@@ -37,6 +40,9 @@ class Names:
     def __init__(self, limits: LimitsSection) -> None:
         self.limits = limits
         self._gateways: dict[str, _Gateway] = {}
+        # (gateway, device, metric, unit) of readings whose unit is new or changed, found
+        # by :meth:`telemetry` on its way (ingest hands them to the registry and clears)
+        self.units: list[tuple[str, str, str, str]] = []
 
     def name_ok(self, name: str | None) -> bool:
         return name is None or len(name) <= self.limits.name_length
@@ -47,8 +53,8 @@ class Names:
             known = self._gateways[gateway] = _Gateway()
         return known
 
-    def _device(self, gw: _Gateway, device: str) -> set[str] | str:
-        """The device's allowed metrics, or why it is refused."""
+    def _device(self, gw: _Gateway, device: str) -> dict[str, str | None] | str:
+        """The device's allowed metrics (with their last unit), or why it is refused."""
         metrics = gw.devices.get(device)
         if metrics is not None:
             return metrics
@@ -57,10 +63,10 @@ class Names:
             return f"device name longer than {limits.name_length}"
         if len(gw.devices) >= limits.devices_per_gateway:
             return f"more than {limits.devices_per_gateway} devices"
-        metrics = gw.devices[device] = set()
+        metrics = gw.devices[device] = {}
         return metrics
 
-    def _metric(self, gw: _Gateway, metrics: set[str], metric: str) -> str | None:
+    def _metric(self, gw: _Gateway, metrics: dict[str, str | None], metric: str) -> str | None:
         """None when (device, metric) is allowed (and now remembered), else why not."""
         limits = self.limits
         if len(metric) > limits.name_length:
@@ -70,30 +76,34 @@ class Names:
         if gw.series >= limits.series_per_gateway:
             return f"more than {limits.series_per_gateway} series (device, metric)"
         gw.metrics.add(metric)
-        metrics.add(metric)
+        metrics[metric] = None
         gw.series += 1
         return None
 
     def telemetry(self, message: wire.Telemetry) -> tuple[wire.Telemetry, Refusal | None]:
-        """The message with only the readings within the limits, and what was refused."""
+        """The message with only the readings within the limits, and what was refused.
+        Readings kept whose unit is new or changed are added to :attr:`units`."""
         gw = self._gateway(message.gateway)
         refused: list[str] = []
         keep: list[wire.Reading] | None = None
         device = None
-        metrics: set[str] | str = set()
+        metrics: dict[str, str | None] | str = {}
+        why: str | None
         for index, r in enumerate(message.readings):
             if r.device != device:
                 device = r.device
                 metrics = self._device(gw, device)
-            if type(metrics) is set and r.metric in metrics:
-                if keep is not None:
-                    keep.append(r)
-                continue
-            why = metrics if isinstance(metrics, str) else self._metric(gw, metrics, r.metric)
-            if why is None:
-                if keep is not None:
-                    keep.append(r)
-                continue
+            if type(metrics) is dict:
+                unit = metrics.get(r.metric, _NEW)  # the last unit, or a metric not seen
+                if unit is not _NEW or (why := self._metric(gw, metrics, r.metric)) is None:
+                    if r.unit is not None and unit != r.unit:
+                        metrics[r.metric] = r.unit
+                        self.units.append((message.gateway, device, r.metric, r.unit))
+                    if keep is not None:
+                        keep.append(r)
+                    continue
+            else:
+                why = str(metrics)
             if keep is None:
                 keep = list(message.readings[:index])
             if len(refused) < 5:

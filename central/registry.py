@@ -20,6 +20,7 @@ Exceptions::
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,13 +256,19 @@ class Registry:
 
     def units(self, message: wire.Telemetry) -> None:
         """Remember the unit of each metric (written only when it is new or changes)."""
+        self.set_units(
+            [(message.gateway, r.device, r.metric, r.unit) for r in message.readings if r.unit]
+        )
+
+    def set_units(self, units: Iterable[tuple[str, str, str, str]]) -> None:
+        """(gateway, device, metric, unit) to remember; only new or changed ones are
+        written (ingest passes those :class:`central.limits.Names` found new)."""
         changed = []
-        for r in message.readings:
-            if r.unit is not None:
-                key = (message.gateway, r.device, r.metric)
-                if self._units.get(key) != r.unit:
-                    self._units[key] = r.unit
-                    changed.append((*key, r.unit))
+        for gateway, device, metric, unit in units:
+            key = (gateway, device, metric)
+            if self._units.get(key) != unit:
+                self._units[key] = unit
+                changed.append((*key, unit))
         if changed:
             with self._lock:
                 self._db.executemany(

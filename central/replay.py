@@ -92,6 +92,8 @@ class Replayer:
         site = self.registry.site_of(gateway)
         if kind == "telemetry":
             message, refusal = self.names.telemetry(message)
+            self.registry.set_units(self.names.units)
+            self.names.units.clear()
             if refusal is not None:
                 raise _Refused("limit", refusal.detail)
             self._write(self.encoder.telemetry(message, site))

@@ -188,3 +188,46 @@ def test_the_alert_engines_rule_cache_is_bounded(monkeypatch: pytest.MonkeyPatch
     for n in range(1000):
         engine._rules_for("gw", "d", f"metric-{n}")
     assert len(engine._cache) <= 100
+
+
+def test_units_are_remembered_when_new_or_changed_and_not_past_the_limits(
+    ingest: Ingest,
+) -> None:
+    def with_unit(device: str, metric: str, unit: str | None) -> dict:
+        return {**reading(device, metric), **({"unit": unit} if unit else {})}
+
+    writes: list[list[tuple[str, str, str, str]]] = []
+    set_units = ingest.registry.set_units
+    ingest.registry.set_units = lambda units: (writes.append(list(units)), set_units(units))  # type: ignore[method-assign]
+    send(
+        ingest,
+        "gw-u",
+        "telemetry",
+        {"readings": [with_unit("d1", "level", "m"), with_unit("d1", "rain", None)]},
+    )
+    send(
+        ingest, "gw-u", "telemetry", {"readings": [with_unit("d1", "level", "m")]}
+    )  # known: no write
+    send(
+        ingest,
+        "gw-u",
+        "telemetry",
+        {"readings": [with_unit("d1", "level", "cm"), with_unit("d1", "rain", "mm")]},
+    )
+    # over the limit (2 devices per gateway): refused, and its unit not remembered
+    send(
+        ingest,
+        "gw-u",
+        "telemetry",
+        {"readings": [with_unit("d2", "x", "V"), with_unit("d3", "y", "A")]},
+    )
+    assert writes == [
+        [("gw-u", "d1", "level", "m")],
+        [("gw-u", "d1", "level", "cm"), ("gw-u", "d1", "rain", "mm")],
+        [("gw-u", "d2", "x", "V")],
+    ]
+    assert ingest.registry.metric_units("gw-u") == {
+        ("d1", "level"): "cm",
+        ("d1", "rain"): "mm",
+        ("d2", "x"): "V",
+    }
