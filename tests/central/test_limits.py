@@ -198,7 +198,12 @@ def test_units_are_remembered_when_new_or_changed_and_not_past_the_limits(
 
     writes: list[list[tuple[str, str, str, str]]] = []
     set_units = ingest.registry.set_units
-    ingest.registry.set_units = lambda units: (writes.append(list(units)), set_units(units))  # type: ignore[method-assign]
+
+    def recording(units: list[tuple[str, str, str, str]]) -> None:
+        writes.append(list(units))
+        set_units(units)
+
+    ingest.registry.set_units = recording  # type: ignore[method-assign]
     send(
         ingest,
         "gw-u",
