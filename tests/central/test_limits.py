@@ -203,7 +203,7 @@ def test_units_are_remembered_when_new_or_changed_and_not_past_the_limits(
         writes.append(list(units))
         set_units(units)
 
-    ingest.registry.set_units = recording  # type: ignore[method-assign]
+    ingest.registry.set_units = recording  # type: ignore[method-assign,assignment]
     send(
         ingest,
         "gw-u",
