@@ -216,20 +216,33 @@ def run(
     stale_group: str | None = None,
 ) -> int:
     from central import workers as pool
+
+    os.umask(0o077)  # data files 0600, folders 0700, as the unit's UMask=0077
+    last, last_group = pool.previous_run(config.data_dir) if not index else (1, None)
+    retired = list(range(max(1, workers), last))
+    # several processes: worker 0's /metrics adds up every worker's files (this must
+    # come before anything imports prometheus-client)
+    metrics_dir = None
+    if index or workers > 1 or retired:
+        metrics_dir = pool.share_metrics(config.data_dir, clean=not index)
+
     from central.ingest import tune_gc
     from central.service import Central, serve
 
     tune_gc()
-    os.umask(0o077)  # data files 0600, folders 0700, as the unit's UMask=0077
     try:
         if index:
             mine = pool.worker_config(config, index, workers, retire)
             return pool.run_worker(
-                mine, index, path, retire=retire is not None, stale_group=stale_group
+                mine,
+                index,
+                path,
+                retire=retire is not None,
+                stale_group=stale_group,
+                metrics_dir=metrics_dir,
             )
         mine = pool.worker_config(config, 0, workers)
-        last, last_group = pool.previous_run(config.data_dir)
-        central = Central(mine, config_path=path)
+        central = Central(mine, config_path=path, metrics_dir=metrics_dir)
     except ConfigError as exc:
         exc.report()
         return 2
@@ -237,11 +250,10 @@ def run(
     stale = last_group if last_group and last_group != group else None
     if stale:
         central.ingest.stale_subscriptions = pool.shared_topics(stale)
-    retired = list(range(max(1, workers), last))
     pool.record_run(config.data_dir, workers, group)
     team = None
     if workers > 1 or retired:
-        team = pool.Workers(path, workers, retired, last_group, stale)
+        team = pool.Workers(path, workers, retired, last_group, stale, metrics_dir=metrics_dir)
     asyncio.run(serve(central, team))
     return 0
 

@@ -9,11 +9,28 @@ process-wide registry, nothing at import time), holding:
   errors, write latency and batch size, ingest latency, webhook deliveries);
 * gauges read when /metrics is scraped, from callables the service registers with
   :meth:`Metrics.scraped` (gateways by status, firing incidents by rule): their
-  values live in the registry and the alert store, never copied.
+  values live in the registry and the alert store, never copied;
+* gauges of this process's own state (pending points and messages, writes held, the
+  alert lease), registered with :meth:`Metrics.live`.
+
+With ``pantau-central run --workers N`` the workers are separate processes and only
+worker 0 serves /metrics, so every worker's Metrics is made with
+``multiprocess_dir`` (prometheus-client's multiprocess mode): counters, histograms
+and live gauges keep their values in small mmap'd files there, one set per process
+(``central.workers.share_metrics`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
+prometheus-client is imported and empties the folder when worker 0 starts), and
+worker 0's /metrics adds them up: counters and histograms over every worker that ran
+since the start (a restarted worker's counts stay), live gauges over the workers
+running now (``livesum``, or ``livemax`` for 0/1 flags). Each worker copies its live
+gauges into its file at :meth:`Metrics.sync` (every 2 s, and worker 0 before each
+scrape). ``process_*`` and ``python_*`` are worker 0's own; the scraped gauges read
+the shared registry and alert store, the same from any worker.
 """
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,8 +41,10 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 import wire
@@ -55,6 +74,9 @@ BATCH_POINTS = (10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000)
 INGEST_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 Read = Callable[[], dict[tuple[str, ...], float]]
+# how worker 0 combines the workers' values of a live gauge (prometheus-client's modes,
+# over the processes running now)
+LiveMode = Literal["livesum", "livemax"]
 
 
 class _Scraped(Collector):
@@ -90,12 +112,26 @@ class _Scraped(Collector):
 class Metrics:
     """Everything /metrics shows; thread-safe (prometheus-client locks each child)."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        """``multiprocess_dir``: the folder every worker of ``run --workers N`` keeps its
+        values in (see the module's docstring); None: one process, values in memory."""
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry(auto_describe=True)  # what render() shows
+        if multiprocess_dir is not None:
+            if not getattr(values.ValueClass, "_multiprocess", False):
+                raise RuntimeError(
+                    "prometheus-client was imported before PROMETHEUS_MULTIPROC_DIR was set "
+                    "(call central.workers.share_metrics first)"
+                )
+            MultiProcessCollector(self.registry, path=str(multiprocess_dir))
+        # this process's counters and histograms: with several workers, read back from
+        # the files by the MultiProcessCollector above (registered here, they would
+        # count worker 0 twice)
+        registry = self.registry if multiprocess_dir is None else None
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self._live: list[tuple[Gauge, Callable[[], float]]] = []
         self._readings = Counter(
             "pantau_readings_ingested", "Readings written to InfluxDB.", registry=registry
         )
@@ -155,14 +191,16 @@ class Metrics:
         )
         self.pending_points = 0
         self.pending_messages = 0
-        Gauge(
-            "pantau_pending_points", "Points received but not yet written.", registry=registry
-        ).set_function(lambda: self.pending_points)
-        Gauge(
+        self.live(
+            "pantau_pending_points",
+            "Points received but not yet written.",
+            lambda: self.pending_points,
+        )
+        self.live(
             "pantau_pending_messages",
             "Messages received but not yet acknowledged.",
-            registry=registry,
-        ).set_function(lambda: self.pending_messages)
+            lambda: self.pending_messages,
+        )
         self._held = Counter(
             "pantau_write_held",
             "InfluxDB write attempts held and retried, their messages kept unacknowledged at "
@@ -203,11 +241,12 @@ class Metrics:
             "Messages whose payload named another site than the registry has (ignored).",
             registry=registry,
         )
-        Gauge(
+        self.live(
             "pantau_write_holding",
             "1 while InfluxDB writes are held (see /readyz for why), else 0.",
-            registry=registry,
-        ).set_function(lambda: 0.0 if self.holding is None else 1.0)
+            lambda: 0.0 if self.holding is None else 1.0,
+            "livemax",
+        )
         self._gauges: dict[str, Gauge] = {}
         self._lock = threading.Lock()
 
@@ -283,14 +322,40 @@ class Metrics:
         """A gauge family computed by ``read()`` at each scrape (``{labels tuple: value}``)."""
         self.registry.register(_Scraped(name, documentation, labels, read, always))
 
-    def set_gauge(self, name: str, help_text: str, value: float) -> None:
-        """A plain gauge without labels, created on first use."""
+    def live(
+        self,
+        name: str,
+        documentation: str,
+        read: Callable[[], float],
+        mode: LiveMode = "livesum",
+    ) -> None:
+        """A gauge without labels whose value is ``read()`` (this process's own state);
+        with several workers, worker 0 shows the workers' values combined by ``mode``."""
+        if self.multiprocess_dir is None:
+            Gauge(name, documentation, registry=self.registry).set_function(read)
+            return
+        gauge = Gauge(name, documentation, registry=None, multiprocess_mode=mode)
+        self._live.append((gauge, read))
+
+    def sync(self) -> None:
+        """Copy the live gauges into this process's file (several workers only)."""
+        for gauge, read in self._live:
+            gauge.set(read())
+
+    def set_gauge(
+        self, name: str, help_text: str, value: float, mode: LiveMode = "livesum"
+    ) -> None:
+        """A plain gauge without labels, created on first use (``mode``: as :meth:`live`)."""
         with self._lock:
             gauge = self._gauges.get(name)
             if gauge is None:
-                gauge = self._gauges[name] = Gauge(name, help_text, registry=self.registry)
+                registry = self.registry if self.multiprocess_dir is None else None
+                gauge = self._gauges[name] = Gauge(
+                    name, help_text, registry=registry, multiprocess_mode=mode
+                )
         gauge.set(value)
 
     def render(self) -> bytes:
         """The Prometheus text exposition format (0.0.4)."""
+        self.sync()
         return generate_latest(self.registry)

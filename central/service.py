@@ -48,11 +48,17 @@ class Central:
     """Everything central runs, built from its config; the API reads from here."""
 
     def __init__(
-        self, config: CentralConfig, writer: Writer | None = None, config_path: Path | None = None
+        self,
+        config: CentralConfig,
+        writer: Writer | None = None,
+        config_path: Path | None = None,
+        metrics_dir: Path | None = None,
     ) -> None:
+        """``metrics_dir``: with ``run --workers N``, where every worker keeps its metric
+        values (``central.workers.share_metrics``); worker 0's /metrics adds them up."""
         self.config = config
         self.config_path = config_path  # central.yaml, read again on reload()
-        self.metrics = Metrics()
+        self.metrics = Metrics(multiprocess_dir=metrics_dir)
         config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         url = config.database.url
         self.registry = Registry(
@@ -83,11 +89,12 @@ class Central:
             ["rule", "severity"],
             self.alerts.firing_counts,
         )
-        self.metrics.scraped(
+        self.metrics.live(
             "pantau_alerts_leader",
-            "1 on the worker that evaluates alert rules and sends webhooks, else 0.",
-            [],
-            lambda: {(): float(self.alerts.leading)},
+            "1 on the worker that evaluates alert rules and sends webhooks, else 0 (with "
+            "run --workers N: 1 when one of the workers does).",
+            lambda: float(self.alerts.leading),
+            "livemax",
         )
         self._stats: dict[str, Any] = {}
         self._stats_at = -10.0
@@ -184,6 +191,7 @@ class Central:
                     self.prune_dead_letters()
                 self.ingest.probe_influx()
                 self.registry.flush()
+                self.metrics.sync()  # with several workers: this one's live gauges
                 silent_since = time.time() - self.offline_after()
                 for gateway in self.registry.mark_offline(silent_since):
                     log.warning("gateway %s went silent: marked offline", gateway)

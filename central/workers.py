@@ -12,6 +12,10 @@ and exactly one of them, whichever holds the alert lease, evaluates alert rules.
 Worker 0 restarts a worker that dies (after 1 s, doubling to 30 s while it keeps
 dying) and stops them all when it stops; a worker also ends when worker 0 dies.
 
+Worker 0's ``/metrics`` counts for all of them: every worker keeps its metric values
+in prometheus-client's multiprocess files under ``<data_dir>/prometheus`` (emptied
+when worker 0 starts; see ``central.metrics``).
+
 Fewer workers than last time (``<data_dir>/workers.json`` remembers): a broker such as
 mosquitto keeps handing a share of the messages to the session of a worker that no
 longer runs, where they would wait unread. So worker 0 runs each retired worker once
@@ -23,6 +27,7 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 DEFAULT_GROUP = "pantau-central"
 PR_SET_PDEATHSIG = 1
 STATE = "workers.json"
+METRICS_DIR = "prometheus"  # under data_dir: the workers' metric files
 KINDS = ("telemetry", "events", "state", "health", "cmd/reply")
 
 
@@ -80,6 +86,27 @@ def record_run(data_dir: Path, workers: int, group: str | None) -> None:
     (data_dir / STATE).write_text(json.dumps({"workers": workers, "group": group}))
 
 
+def share_metrics(data_dir: Path, *, clean: bool) -> Path:
+    """Every worker's metric values in files under ``<data_dir>/prometheus``, for worker
+    0's /metrics (prometheus-client's multiprocess mode). Call it before prometheus-client
+    is imported: it reads ``PROMETHEUS_MULTIPROC_DIR`` when it loads (the workers started
+    later inherit it). ``clean`` (worker 0): start from empty files, counters at 0."""
+    path = data_dir / METRICS_DIR
+    if clean:
+        shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+def _forget_process(metrics_dir: Path | None, pid: int) -> None:
+    """A worker ended: its live gauges no longer count (its counters still do)."""
+    if metrics_dir is not None:
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(pid, str(metrics_dir))
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the parent (worker 0) dies."""
     try:
@@ -99,8 +126,11 @@ class Workers:
         retire: list[int] | None = None,
         retire_group: str | None = None,
         stale_group: str | None = None,
+        *,
+        metrics_dir: Path | None = None,
     ) -> None:
         self.config_path = config_path
+        self.metrics_dir = metrics_dir
         self.count = workers
         self.retire = retire or []
         self.retire_group = retire_group
@@ -133,6 +163,7 @@ class Workers:
                 code = proc.poll()
                 if code is None or self._stop.is_set():
                     continue
+                _forget_process(self.metrics_dir, proc.pid)
                 if index in self.retire and code == 0:
                     log.info("worker %d retired: its broker session is closed", index)
                     del self.procs[index]
@@ -170,12 +201,13 @@ def run_worker(
     *,
     retire: bool = False,
     stale_group: str | None = None,
+    metrics_dir: Path | None = None,
 ) -> int:
     """A worker without the HTTP API, until SIGTERM / SIGINT; ``retire``: until what the
     broker kept for it is stored, then it ends its session."""
     from central.service import Central
 
-    central = Central(central_config, config_path=path)
+    central = Central(central_config, config_path=path, metrics_dir=metrics_dir)
     if stale_group:
         central.ingest.stale_subscriptions = shared_topics(stale_group)
     if retire:

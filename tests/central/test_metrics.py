@@ -4,6 +4,8 @@ parsed with prometheus-client's own text parser."""
 
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +169,64 @@ def test_each_metrics_has_its_own_registry_and_nothing_goes_to_the_global_one() 
     assert b[("pantau_messages_received_total", (("kind", "telemetry"),))] == 0
     assert b[("pantau_readings_ingested_total", ())] == 0
     assert not [m for m in REGISTRY.collect() if m.name.startswith("pantau_")]
+
+
+WORKER = """
+import os, sys
+from pathlib import Path
+from central.workers import share_metrics
+path = share_metrics(Path(sys.argv[1]), clean=False)
+from central.metrics import Metrics
+m = Metrics(multiprocess_dir=path)
+for _ in range(int(sys.argv[2])):
+    m.count_message("telemetry")
+m.wrote(points=20, readings=20, events=0, seconds=0.01)
+m.pending_points = int(sys.argv[2])
+m.hold("429" if sys.argv[2] == "3" else None)
+m.sync()
+print(os.getpid())
+"""
+
+SCRAPE = """
+import sys
+from pathlib import Path
+from central.workers import share_metrics, _forget_process
+path = share_metrics(Path(sys.argv[1]), clean=sys.argv[2] == "clean")
+from central.metrics import Metrics
+for pid in sys.argv[3:]:
+    _forget_process(path, int(pid))
+sys.stdout.write(Metrics(multiprocess_dir=path).render().decode())
+"""
+
+
+def _python(code: str, *args: object) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_several_workers_are_counted_together_live_gauges_only_while_they_run(
+    tmp_path: Path,
+) -> None:
+    """``run --workers N``: worker 0's /metrics adds up every worker's counters; each
+    live gauge combines the workers still running (a fresh interpreter per process:
+    prometheus-client reads PROMETHEUS_MULTIPROC_DIR when it is imported)."""
+    pids = [_python(WORKER, tmp_path, n).strip() for n in (3, 4)]
+    both = samples(_python(SCRAPE, tmp_path, "keep"))
+    assert both[("pantau_messages_received_total", (("kind", "telemetry"),))] == 7
+    assert both[("pantau_readings_ingested_total", ())] == 40
+    assert both[("pantau_write_batch_points_count", ())] == 2
+    assert both[("pantau_pending_points", ())] == 7  # livesum
+    assert both[("pantau_write_holding", ())] == 1  # livemax: one worker holds
+    assert both[("process_cpu_seconds_total", ())] > 0  # the scraping process's own
+    # worker 3 ended: its counts stay, its live gauges go
+    one = samples(_python(SCRAPE, tmp_path, "keep", pids[0]))
+    assert one[("pantau_messages_received_total", (("kind", "telemetry"),))] == 7
+    assert one[("pantau_pending_points", ())] == 4
+    assert one[("pantau_write_holding", ())] == 0
+    # worker 0 starts afresh: counters from 0
+    fresh = samples(_python(SCRAPE, tmp_path, "clean"))
+    assert fresh[("pantau_messages_received_total", (("kind", "telemetry"),))] == 0

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.services import InfluxDB, Mosquitto, free_port
 from tests.central.alert_helpers import SECRET, Receiver
@@ -62,6 +64,32 @@ def leader_flags(workers: list[CentralProcess], token: str) -> list[bool]:
         line = next(x for x in text.splitlines() if x.startswith("pantau_alerts_leader "))
         flags.append(float(line.split()[1]) == 1.0)
     return flags
+
+
+def scrape(url: str, token: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+TELEMETRY = ("pantau_messages_received_total", (("kind", "telemetry"),))
+READINGS_INGESTED = ("pantau_readings_ingested_total", ())
+
+
+def telemetry_by_process(metrics_dir: Path) -> list[float]:
+    """Telemetry messages each worker process counted, read from its own file."""
+    counts = []
+    for path in sorted(metrics_dir.glob("counter_*.db")):
+        for family in MultiProcessCollector.merge([str(path)]):
+            counts += [
+                s.value
+                for s in family.samples
+                if s.name == TELEMETRY[0] and s.labels.get("kind") == "telemetry"
+            ]
+    return counts
 
 
 def influx_totals(influx: InfluxDB, db: str, prefix: str) -> tuple[int, float]:
@@ -171,6 +199,9 @@ def test_leader_killed_mid_stream_every_reading_once_every_incident_notified_onc
         print(f"alerting taken over {took_over:.1f}s after the SIGKILL")
         assert took_over < 15
         assert sum(leader_flags(workers, token)) == 1
+        # one process each: metrics in memory as ever, no multiprocess files
+        assert ("process_cpu_seconds_total", ()) in scrape(workers[0].url, token)
+        assert not any((tmp_path / f"data{n}" / "prometheus").exists() for n in range(3))
     finally:
         pub.close()
         for w in workers:
@@ -195,6 +226,34 @@ def test_workers_option_runs_n_ingest_processes_behind_one_api_and_scales_down(
     )
     log = tmp_path / "central.log"
     url = f"http://127.0.0.1:{port}"
+    made = subprocess.run(
+        [sys.executable, "-m", "central", "token", "create", "--role", "read", "-c", str(config)],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    token = made.stdout.split()[-1]
+
+    def metrics_count(expected: tuple[int, float]) -> None:
+        """Worker 0's /metrics counts every worker's messages and readings."""
+        messages = expected[0] // READINGS
+        want = {
+            TELEMETRY: messages,
+            READINGS_INGESTED: expected[0],
+            # live gauges, each worker's copied every 2 s: summed (pending points) or
+            # the highest (the alert leader flag) over the workers running
+            ("pantau_pending_points", ()): 0,
+            ("pantau_alerts_leader", ()): 1,
+        }
+        got = wait_for(
+            lambda: (m := scrape(url, token)) and all(m.get(k) == v for k, v in want.items()) and m,
+            10,
+            f"/metrics to show {want}",
+        )
+        assert ("process_cpu_seconds_total", ()) in got  # worker 0's own process
+        assert any(name == "python_info" for name, _ in got)
+        shares = telemetry_by_process(tmp_path / "data" / "prometheus")
+        assert sum(shares) == messages
+        assert len([n for n in shares if n]) >= 2, shares  # not worker 0's share alone
+
     pub = Publisher(broker.port, f"pub-{gateway_id}")
     t0 = int(time.time() * 1000) - 60_000
 
@@ -239,6 +298,7 @@ def test_workers_option_runs_n_ingest_processes_behind_one_api_and_scales_down(
             30,
             "every reading once",
         )
+        metrics_count(expected)
         kids = children(proc)
         states = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in kids}
         assert sorted(a[a.index(b"--worker-index") + 1] for a in states.values()) == [b"1", b"2"]
@@ -258,6 +318,7 @@ def test_workers_option_runs_n_ingest_processes_behind_one_api_and_scales_down(
             30,
             "every reading once with two workers",
         )
+        metrics_count(expected)  # counted from 0 again: the files are new at each start
         assert len(children(proc)) == 1
     finally:
         pub.close()
