@@ -40,6 +40,7 @@ RUNCMD = ["bash", f"{BOOT}/pantau/install.sh", "cloud-init"]
 _HOSTNAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 REPO_UNIT = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "pantau-agent.service"
+REPO_DOC = Path(__file__).resolve().parents[1] / "docs" / "agent.md"
 CONFIG_FILES = ("agent.yaml", PASSWORD_FILE, "ca.crt", "client.crt", "client.key")
 SECRETS = ("agent.yaml", PASSWORD_FILE, "client.key")
 
@@ -114,6 +115,15 @@ def find_unit(given: Path | None) -> tuple[str, str]:
         return REPO_UNIT.read_text(encoding="utf-8"), str(REPO_UNIT)
     text = resources.files("provisioning.firstboot").joinpath("pantau-agent.service").read_text()
     return text, "embedded"
+
+
+def agent_doc() -> str | None:
+    """docs/agent.md, for the gateway (the unit's ``Documentation=``): the repository's,
+    or the copy in the wheel; None when neither is there."""
+    if REPO_DOC.exists():
+        return REPO_DOC.read_text(encoding="utf-8")
+    embedded = resources.files("provisioning.firstboot").joinpath("agent.md")
+    return embedded.read_text(encoding="utf-8") if embedded.is_file() else None
 
 
 def unit_settings(unit: str) -> tuple[str, str, str]:
@@ -198,6 +208,9 @@ def seed(target: Path, bundle: Path, opts: SeedOptions) -> list[str]:
         firstboot = resources.files("provisioning.firstboot")
         (pantau / "install.sh").write_text(firstboot.joinpath("install.sh").read_text())
         (pantau / "pantau-agent.service").write_text(unit)
+        doc = agent_doc()
+        if doc is not None:
+            (pantau / "agent.md").write_text(doc)
         if opts.wheelhouse is not None:
             wheels = pantau / "wheels"
             wheels.mkdir()

@@ -147,6 +147,12 @@ if [ -n "$BYTECODE" ]; then
     chown -R "$PANTAU_USER:$GROUP" "$CACHE"
 fi
 
+# The agent's manual where the unit's Documentation= points (systemctl help pantau-agent).
+DOC="$(sed -n 's|^Documentation=file://\([^ ]*\).*|\1|p' "$SRC/pantau-agent.service" | head -n 1)"
+if [ -n "$DOC" ] && [ -f "$SRC/agent.md" ]; then
+    install -D -m 644 "$SRC/agent.md" "$DOC" || echo "warning: could not install $DOC"
+fi
+
 install -d -m 755 /etc/systemd/system
 install -m 644 "$SRC/pantau-agent.service" /etc/systemd/system/pantau-agent.service
 if systemd_running; then

@@ -17,7 +17,27 @@ from tests.provisioning.conftest import build_pi_image, mtools_env
 
 REPO = Path(__file__).resolve().parents[2]
 CENTRAL_UNIT = REPO / "deploy" / "systemd" / "pantau-central.service"
+CENTRAL_WORKER_UNIT = REPO / "deploy" / "systemd" / "pantau-central@.service"
 AGENT_UNIT = REPO / "deploy" / "systemd" / "pantau-agent.service"
+# where deploy/install-central.sh and the gateway's first boot put docs/*.md
+DOC_DIR = "/opt/pantau/share/doc/pantau/"
+
+
+def shipped_units() -> list[Path]:
+    return sorted(
+        {p.resolve() for d in ("deploy", "provisioning") for p in (REPO / d).rglob("*.service")}
+    )
+
+
+def documentation(unit: Path | str) -> list[str]:
+    """The unit's Documentation= URIs (several per line, several lines)."""
+    text = unit.read_text() if isinstance(unit, Path) else unit
+    return [
+        uri
+        for line in text.splitlines()
+        if line.startswith("Documentation=")
+        for uri in line.split("=", 1)[1].split()
+    ]
 
 
 def unit_value(unit: Path | str, key: str) -> str:
@@ -77,8 +97,9 @@ def test_install_central_as_documented_twice(root: CleanRoot, wheelhouse: Path) 
     assert os.readlink(root.path("/usr/local/bin/pantau-provision")) == (
         "/opt/pantau/bin/pantau-provision"
     )
-    doc = unit_value(CENTRAL_UNIT, "Documentation").removeprefix("file://")
-    assert root.path(doc).is_file()
+    for unit in (CENTRAL_UNIT, CENTRAL_WORKER_UNIT):
+        for uri in documentation(unit):
+            assert root.path(uri.removeprefix("file://")).is_file(), f"{unit.name}: {uri}"
     assert root.path("/etc/systemd/system/pantau-central.service").read_text() == (
         CENTRAL_UNIT.read_text()
     )
@@ -161,6 +182,9 @@ def test_gateway_first_boot_installs_where_the_unit_points(
 
     unit = root.path("/etc/systemd/system/pantau-agent.service").read_text()
     assert unit == AGENT_UNIT.read_text()
+    [doc] = documentation(unit)  # systemctl help pantau-agent
+    installed_doc = root.path(doc.removeprefix("file://"))
+    assert installed_doc.read_text() == (REPO / "docs" / "agent.md").read_text()
     start = shlex.split(unit_value(unit, "ExecStart"))
     assert start[0] == "/usr/local/bin/pantau-agent"
     assert os.readlink(root.path(start[0])) == "/opt/pantau/bin/pantau-agent"
@@ -188,3 +212,25 @@ def test_no_doc_says_sudo_pip_install() -> None:
     for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             assert "sudo pip" not in line, f"{path.name}:{number}: {line}"
+
+
+def test_every_shipped_units_documentation_is_a_doc_the_installers_put_there() -> None:
+    """``systemctl help`` must open a real file: each ``Documentation=file://`` of a
+    shipped unit names a doc of docs/ in the folder the installers fill (checked for
+    real, after installing, by the two tests above)."""
+    units = shipped_units()
+    assert {u.name for u in units} >= {
+        "pantau-agent.service",
+        "pantau-central.service",
+        "pantau-central@.service",
+    }
+    for unit in units:
+        uris = documentation(unit)
+        assert uris, f"{unit}: no Documentation="
+        for uri in uris:
+            assert uri.startswith(f"file://{DOC_DIR}"), f"{unit.name}: {uri}"
+            name = uri.removeprefix(f"file://{DOC_DIR}")
+            assert (REPO / "docs" / name).is_file(), f"{unit.name}: {uri}: no docs/{name}"
+    installer = (REPO / "deploy" / "install-central.sh").read_text()
+    assert 'PREFIX="${PANTAU_PREFIX:-/opt/pantau}"' in installer
+    assert 'install -m 0644 "$SRC"/docs/*.md "$PREFIX/share/doc/pantau/"' in installer

@@ -21,6 +21,7 @@ from tests.provisioning.conftest import (
     fat_read,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 BROKER = "mqtt://broker.example:1883"
 OLD_HOOK = (
     "systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot "
@@ -124,6 +125,7 @@ def test_seed_writes_both_first_boot_paths(
         "pantau/mqtt.password",
         "pantau/install.sh",
         "pantau/pantau-agent.service",
+        "pantau/agent.md",
         "pantau/settings.env",
         "pantau/wheels/pantau-0.1.0-py3-none-any.whl",
         "pantau/wheels/pydantic_core-2.27.2-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
@@ -133,6 +135,8 @@ def test_seed_writes_both_first_boot_paths(
     assert (
         fat_read(image, offset, "pantau/mqtt.password") == (bundle / "mqtt.password").read_bytes()
     )
+    # the manual first boot installs where the unit's Documentation= points
+    assert fat_read(image, offset, "pantau/agent.md") == (ROOT / "docs" / "agent.md").read_bytes()
     install = fat_read(image, offset, "pantau/install.sh").decode()
     packaged = resources.files("provisioning.firstboot").joinpath("install.sh").read_text()
     assert install == packaged
