@@ -1,4 +1,4 @@
-"""Lean MQTT 3.1.1 QoS 1 publishers for the benchmarks: many simulated gateways, one thread.
+"""Lean MQTT 3.1.1 QoS 1 clients for the benchmarks: many simulated gateways, one thread.
 
 The benchmarks simulate a fleet of gateways on the same cores as the system they
 measure. In the field every gateway is its own device, so whatever the simulation
@@ -17,6 +17,9 @@ never receives, a PUBACK for an id not in flight, a closed connection, a window
 stuck for ``stall`` seconds) raises :class:`PublisherError`: a harness that lost
 messages quietly would make the loss figures lie.
 
+:class:`Subscriber` is the counting end of the broker-alone baseline: one blocking
+socket, QoS 1, every message acknowledged (one write of PUBACKs per read).
+
 Not used by agent/ or central/ (they have their own MQTT clients).
 """
 
@@ -31,19 +34,27 @@ __all__ = [
     "PINGREQ_PACKET",
     "Connection",
     "Fleet",
+    "Message",
     "Packet",
     "PacketIds",
     "PacketReader",
     "PublisherError",
+    "Subscriber",
     "connack_code",
     "connect_packet",
     "encode_length",
+    "parse_publish",
     "puback_id",
+    "puback_packet",
     "publish_packet",
+    "suback_codes",
+    "subscribe_packet",
 ]
 
 CONNACK = 2
+PUBLISH = 3
 PUBACK = 4
+SUBACK = 9
 PINGRESP = 13
 MAX_LENGTH = 268_435_455  # the largest remaining length MQTT can encode (4 bytes)
 MAX_PACKET_ID = 65_535
@@ -88,9 +99,9 @@ def _string(data: bytes) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
-def connect_packet(client_id: str, keepalive: int) -> bytes:
-    """CONNECT, MQTT 3.1.1, clean session, no will, no credentials."""
-    flags = b"\x02"  # clean session
+def connect_packet(client_id: str, keepalive: int, clean: bool = True) -> bytes:
+    """CONNECT, MQTT 3.1.1, no will, no credentials."""
+    flags = b"\x02" if clean else b"\x00"
     body = _string(b"MQTT") + b"\x04" + flags + keepalive.to_bytes(2, "big")
     body += _string(client_id.encode())
     return b"\x10" + encode_length(len(body)) + body
@@ -102,6 +113,16 @@ def publish_packet(topic: bytes, payload: bytes, packet_id: int) -> bytes:
         raise ValueError(f"packet id {packet_id} out of range 1..{MAX_PACKET_ID}")
     head = _string(topic) + packet_id.to_bytes(2, "big")
     return b"\x32" + encode_length(len(head) + len(payload)) + head + payload
+
+
+def subscribe_packet(topic_filter: bytes, packet_id: int, qos: int = 1) -> bytes:
+    """SUBSCRIBE to one topic filter."""
+    body = packet_id.to_bytes(2, "big") + _string(topic_filter) + bytes([qos])
+    return b"\x82" + encode_length(len(body)) + body
+
+
+def puback_packet(packet_id: int) -> bytes:
+    return b"\x40\x02" + packet_id.to_bytes(2, "big")
 
 
 @dataclass(frozen=True)
@@ -133,6 +154,42 @@ def puback_id(packet: Packet) -> int:
     """The packet id a PUBACK acknowledges."""
     _expect(packet, PUBACK, 2)
     return int.from_bytes(packet.body, "big")
+
+
+def suback_codes(packet: Packet) -> tuple[int, list[int]]:
+    """(packet id, granted QoS per filter; 0x80 = refused) of a SUBACK."""
+    if packet.kind != SUBACK or packet.flags != 0 or len(packet.body) < 3:
+        raise PublisherError(f"malformed {packet.name} (expected SUBACK)")
+    return int.from_bytes(packet.body[:2], "big"), list(packet.body[2:])
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: bytes
+    payload: bytes
+    qos: int
+    packet_id: int | None  # None at QoS 0
+    dup: bool
+
+
+def parse_publish(packet: Packet) -> Message:
+    """A received PUBLISH at QoS 0 or 1."""
+    qos = packet.flags >> 1 & 3
+    if packet.kind != PUBLISH or qos > 1:
+        raise PublisherError(f"expected a PUBLISH at QoS 0 or 1, got {packet.name} QoS {qos}")
+    body = packet.body
+    if len(body) < 2:
+        raise PublisherError("malformed PUBLISH: no topic length")
+    end = 2 + int.from_bytes(body[:2], "big")
+    packet_id = None
+    if qos:
+        if len(body) < end + 2:
+            raise PublisherError("malformed PUBLISH: no packet id")
+        packet_id = int.from_bytes(body[end : end + 2], "big")
+    elif len(body) < end:
+        raise PublisherError("malformed PUBLISH: topic longer than the packet")
+    payload = body[end + 2 :] if qos else body[end:]
+    return Message(body[2:end], payload, qos, packet_id, bool(packet.flags & 8))
 
 
 def _header(buf: bytearray, pos: int) -> tuple[int, int] | None:
@@ -438,3 +495,138 @@ class Fleet:
                 conn.ping_sent = now
                 conn.send(PINGREQ_PACKET, now)
                 self._want_write(conn)
+
+
+class Subscriber:
+    """One QoS 1 subscriber on a blocking socket: counts what the broker delivers and
+    acknowledges every QoS 1 message (one write of PUBACKs per read)."""
+
+    def __init__(
+        self,
+        port: int,
+        client_id: str,
+        *,
+        host: str = "127.0.0.1",
+        keepalive: int = 30,
+        clean: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client_id, self.keepalive, self.clean, self.clock = client_id, keepalive, clean, clock
+        self.sock = socket.create_connection((host, port), timeout=15)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = PacketReader()
+        self.pending: list[Packet] = []
+        self.session_present = False
+        self.last_sent = clock()
+        self.ping_sent: float | None = None
+
+    def __enter__(self) -> "Subscriber":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.sock.close()
+
+    def fail(self, what: str) -> PublisherError:
+        return PublisherError(f"{self.client_id}: {what}")
+
+    def connect(self, timeout: float = 15.0) -> bool:
+        """CONNECT; returns whether the broker kept a session for this client id."""
+        self._send(connect_packet(self.client_id, self.keepalive, self.clean))
+        connack = self._next(timeout, "CONNACK")
+        code = connack_code(connack)
+        if code:
+            meaning = CONNACK_CODES.get(code, "reserved code")
+            raise self.fail(f"the broker refused CONNECT: {meaning} (return code {code})")
+        self.session_present = bool(connack.body[0] & 1)
+        return self.session_present
+
+    def subscribe(self, topic_filter: str, timeout: float = 15.0) -> None:
+        """SUBSCRIBE at QoS 1 (after connect); returns once the broker granted QoS 1."""
+        self._send(subscribe_packet(topic_filter.encode(), 1))
+        suback = self._next(timeout, "SUBACK")
+        if suback_codes(suback) != (1, [1]):
+            raise self.fail(f"SUBSCRIBE {topic_filter} not granted at QoS 1: {suback.body!r}")
+
+    def receive(self, timeout: float) -> list[Message]:
+        """The messages of one read (waiting at most ``timeout`` s), acknowledged."""
+        self._keep_alive()
+        packets, self.pending = self.pending, []
+        if not packets:
+            packets = self._read(timeout)
+        messages = []
+        acks = bytearray()
+        for packet in packets:
+            if packet.kind == PINGRESP and self.ping_sent is not None:
+                self.ping_sent = None
+                continue
+            message = parse_publish(packet)
+            if message.packet_id is not None:
+                acks += puback_packet(message.packet_id)
+            messages.append(message)
+        if acks:
+            self._send(bytes(acks))
+        return messages
+
+    def close(self, timeout: float = 5.0) -> None:
+        """DISCONNECT, and wait until the broker closed the connection: by then it has
+        read every PUBACK sent before (a new session for the same client id could
+        otherwise take over before it did, and get those messages again)."""
+        try:
+            self._send(DISCONNECT_PACKET)
+            self._wait_closed(timeout)
+        finally:
+            self.sock.close()
+
+    def _wait_closed(self, timeout: float) -> None:
+        deadline = self.clock() + timeout
+        try:
+            while (left := deadline - self.clock()) > 0:
+                self.sock.settimeout(left)
+                if not self.sock.recv(65536):
+                    return
+        except TimeoutError:
+            pass
+        except OSError as exc:
+            raise self.fail(f"closing failed: {exc}") from exc
+        raise self.fail(f"the broker did not close the connection within {timeout:g} s")
+
+    def _next(self, timeout: float, what: str) -> Packet:
+        deadline = self.clock() + timeout
+        while not self.pending:
+            left = deadline - self.clock()
+            if left <= 0:
+                raise self.fail(f"no {what} within {timeout:g} s")
+            self.pending = self._read(left)
+        packet = self.pending.pop(0)
+        if packet.name != what:
+            raise self.fail(f"unexpected {packet.name} from the broker (expected {what})")
+        return packet
+
+    def _read(self, timeout: float) -> list[Packet]:
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(262144)
+        except TimeoutError:
+            return []
+        except OSError as exc:
+            raise self.fail(f"receiving failed: {exc}") from exc
+        if not data:
+            raise self.fail("the broker closed the connection")
+        return self.reader.feed(data)
+
+    def _send(self, data: bytes) -> None:
+        self.sock.settimeout(15)
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise self.fail(f"sending failed: {exc}") from exc
+        self.last_sent = self.clock()
+
+    def _keep_alive(self) -> None:
+        now = self.clock()
+        if self.ping_sent is not None:
+            if now - self.ping_sent > self.keepalive:
+                raise self.fail(f"no PINGRESP within {self.keepalive} s")
+        elif now - self.last_sent >= self.keepalive / 2:
+            self._send(PINGREQ_PACKET)
+            self.ping_sent = now

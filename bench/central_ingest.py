@@ -24,8 +24,9 @@ Their CPU (``pubs``) counts from the first publish, like the other components'.
 In one run, on this machine, with a real mosquitto and InfluxDB 1.x in bench/.work/:
 
 1. mosquitto alone: the publishers send QoS 1 batches as fast as the broker
-   acknowledges them; a subscriber process (paho, QoS 1) counts what the broker
-   delivers. The broker's pub→sub ceiling.
+   acknowledges them; a subscriber process (``bench._mqttpub.Subscriber``, QoS 1,
+   every message acknowledged) counts what the broker delivers. The broker's
+   pub→sub ceiling.
 2. InfluxDB direct: 2 writer processes POST 5,000-line batches of fresh points
    (pre-formatted). InfluxDB's write ceiling on this machine.
 3. Pantau central (``python -m central run``, a child process, default settings):
@@ -73,7 +74,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from bench._mqttpub import Fleet
+from bench._mqttpub import Fleet, Subscriber
 from bench._procstat import CpuMeter
 from scripts.services import InfluxDB, Mosquitto, free_port, wait_port
 
@@ -182,23 +183,15 @@ def _paced(
 
 
 def _subscriber(port: int, got: Any, last: Any, ready: Any) -> None:
-    """Counts telemetry messages delivered by the broker (QoS 1)."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    def on_message(client: Any, userdata: Any, message: Any) -> None:
-        got.value += 1
-        last.value = time.monotonic()
-
-    def on_subscribe(*_: Any) -> None:
+    """Counts telemetry messages delivered by the broker (QoS 1, each acknowledged)."""
+    with Subscriber(port, "bench-sub") as sub:
+        sub.connect()
+        sub.subscribe("pantau/v1/+/telemetry")
         ready.set()
-
-    sub = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-sub")
-    sub.on_message = on_message
-    sub.on_subscribe = on_subscribe
-    sub.on_connect = lambda c, *_: c.subscribe("pantau/v1/+/telemetry", qos=1)
-    sub.connect("127.0.0.1", port, keepalive=30)
-    sub.loop_forever()
+        while True:
+            if n := len(sub.receive(1.0)):
+                got.value += n
+                last.value = time.monotonic()
 
 
 @dataclass
@@ -323,8 +316,10 @@ def bench_mosquitto(broker: Mosquitto, args: argparse.Namespace) -> dict[str, An
         pubs.join()
         messages = sum(pubs.sent.values()) // batch
         deadline = time.monotonic() + 60
-        while got.value < messages and time.monotonic() < deadline:
+        while got.value < messages and time.monotonic() < deadline and sub.is_alive():
             time.sleep(0.05)
+        if not sub.is_alive():
+            raise RuntimeError(f"the subscriber failed (exit code {sub.exitcode}), see above")
         elapsed = (last.value or time.monotonic()) - pubs.start_at
         cpu = meter.share()
     finally:

