@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from central.alerts.matching import Where, matches
@@ -44,8 +44,9 @@ RULE_CACHE_MAX = 100_000
 """(gateway, device, metric) -> matching rules entries kept; cleared when full."""
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):
+    """What one alert is about (a tuple: cheap to build and to hash)."""
+
     gateway: str
     device: str | None = None
     metric: str | None = None
@@ -91,6 +92,15 @@ class AlertState:
     change: float | None = None
 
 
+_STALE, _QUALITY, _THRESHOLD, _LEVELS, _RATE = range(5)
+
+
+_Slot = list[Any]
+"""A rule a series' readings drive: [kind (_STALE, ...: faster than isinstance), the rule,
+its alert state for the series (None until a reading creates it, exactly when the full
+path would), extra (threshold: (above, below); levels: the device's bands), state key]."""
+
+
 def fingerprint(rule: str, subject: Subject) -> str:
     key = "\x1f".join((rule, subject.gateway, subject.device or "", subject.metric or ""))
     return hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -125,7 +135,16 @@ class Engine:
         self.gateways: dict[str, GatewayFacts] = {}
         self.profiles: dict[tuple[str, str], str] = {}
         self.states: dict[tuple[str, Subject], AlertState] = {}
-        self._cache: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
+        # (gateway, device, metric) -> the rules its readings drive, each with its alert
+        # state; gateway -> its offline rules with their state keys. Both depend on the
+        # rules, the gateway's site and the device's profile, and hold states: cleared
+        # (``_forget``) whenever one of those changes or a state is deleted.
+        self._cache: dict[tuple[str, str, str], list[_Slot]] = {}
+        self._offline_cache: dict[str, tuple[tuple[OfflineRule, tuple[str, Subject]], ...]] = {}
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._offline_cache.clear()
 
     # rules
 
@@ -133,7 +152,7 @@ class Engine:
         """Swap the rules; alerts of rules removed (or changed kind) resolve."""
         old = self.rules
         self.rules = rules
-        self._cache.clear()
+        self._forget()
         out = []
         for key, state in list(self.states.items()):
             rule = rules.by_name.get(state.rule)
@@ -150,6 +169,7 @@ class Engine:
                 elif state.firing:
                     out.append(self._resolved_unknown(state))
                 del self.states[key]
+        self._forget()  # no cached slot may keep a deleted state
         return out
 
     def _still_matches(self, rule: Rule, subject: Subject) -> bool:
@@ -161,9 +181,15 @@ class Engine:
     def heard(self, gateway: str, site: str | None) -> list[Transition]:
         """Any accepted message from ``gateway``."""
         facts = self._facts(gateway, site)
-        facts.last_heard = self.now()
+        now = facts.last_heard = self.now()
         facts.dead_since = None
-        return self._check_offline(gateway)
+        out: list[Transition] = []
+        for rule, key in self._offline_rules(gateway, facts):
+            # heard just now: the gateway is online, unless 'after' is 0; only a firing
+            # offline alert changes (it resolves)
+            if rule.after <= 0 or ((state := self.states.get(key)) is not None and state.firing):
+                out += self._offline(rule, gateway, now)
+        return out
 
     def state(
         self,
@@ -182,7 +208,7 @@ class Engine:
                 del self.profiles[key]
             for device, profile in devices:
                 self.profiles[(gateway, device)] = profile
-            self._cache.clear()
+            self._forget()
             for device, _ in devices:
                 self._known_device(gateway, device, now)
         else:
@@ -211,7 +237,7 @@ class Engine:
                 changed = True
             self._known_device(gateway, device, now)
         if changed:
-            self._cache.clear()
+            self._forget()
         return []
 
     def _facts(self, gateway: str, site: str | None) -> GatewayFacts:
@@ -220,7 +246,7 @@ class Engine:
             facts = self.gateways[gateway] = GatewayFacts(site=site)
         elif site and facts.site != site:
             facts.site = site
-            self._cache.clear()
+            self._forget()
         return facts
 
     def _known_device(self, gateway: str, device: str, now: float) -> None:
@@ -237,19 +263,61 @@ class Engine:
         profile = self.profiles.get((gateway, device)) if device else None
         return Where(gateway, device, facts.site if facts else None, profile, metric)
 
-    def _rules_for(self, gateway: str, device: str, metric: str) -> tuple[Rule, ...]:
+    def _slots(self, gateway: str, device: str, metric: str) -> list[_Slot]:
+        """The rules a reading of (gateway, device, metric) drives, in the rules' order,
+        each with the series' alert state if it exists; cached."""
         key = (gateway, device, metric)
         found = self._cache.get(key)
+        if found is not None:
+            return found
+        where = self._where(gateway, device, metric)
+        found = []
+        for rule in self.rules.rules:
+            if isinstance(rule, OfflineRule) or not matches(rule.match, where):
+                continue
+            extra: Any = None
+            if isinstance(rule, StaleRule | QualityRule):
+                subject = Subject(gateway, device)
+                kind = _STALE if isinstance(rule, StaleRule) else _QUALITY
+            else:
+                subject = Subject(gateway, device, metric)
+                if isinstance(rule, ThresholdRule):
+                    kind, extra = _THRESHOLD, (rule.above, rule.below)
+                elif isinstance(rule, LevelsRule):
+                    kind, extra = _LEVELS, list(rule.bands(device).values())
+                else:
+                    kind = _RATE
+            state_key = (rule.name, subject)
+            found.append([kind, rule, self.states.get(state_key), extra, state_key])
+        if len(self._cache) >= RULE_CACHE_MAX:  # bounded, whatever gateways send
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def _slot_state(self, slot: _Slot) -> AlertState:
+        """The slot's alert state, created now if it does not exist yet."""
+        key = slot[4]
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = AlertState(*key)
+        slot[2] = state
+        return state
+
+    def _offline_rules(
+        self, gateway: str, facts: GatewayFacts
+    ) -> tuple[tuple[OfflineRule, tuple[str, Subject]], ...]:
+        """The offline rules matching ``gateway`` with their state keys; cached."""
+        found = self._offline_cache.get(gateway)
         if found is None:
-            where = self._where(gateway, device, metric)
+            where = Where(gateway, site=facts.site)
             found = tuple(
-                r
-                for r in self.rules.rules
-                if not isinstance(r, OfflineRule) and matches(r.match, where)
+                (rule, (rule.name, Subject(gateway)))
+                for rule in self.rules.rules
+                if isinstance(rule, OfflineRule) and matches(rule.match, where)
             )
-            if len(self._cache) >= RULE_CACHE_MAX:  # bounded, whatever gateways send
-                self._cache.clear()
-            self._cache[key] = found
+            if len(self._offline_cache) >= RULE_CACHE_MAX:
+                self._offline_cache.clear()
+            self._offline_cache[gateway] = found
         return found
 
     def _state(self, rule: Rule, subject: Subject) -> AlertState:
@@ -263,44 +331,97 @@ class Engine:
 
     def reading(self, gateway: str, site: str | None, r: Reading) -> list[Transition]:
         """One reading of a telemetry message from ``gateway``."""
-        device, metric, quality = r.device, r.metric, r.quality
+        return self.readings(gateway, site, (r,))
+
+    def readings(
+        self,
+        gateway: str,
+        site: str | None,
+        readings: Iterable[Reading],
+        out: list[Transition] | None = None,
+    ) -> list[Transition]:
+        """The readings of one telemetry message from ``gateway``, in order; appends the
+        transitions they cause to ``out`` (also when a reading fails) and returns it.
+
+        The hot path of the engine (every reading central receives): rules and alert
+        states come from the cache, and a reading that changes nothing in its alert
+        (the common case: below a threshold, not firing, nothing pending) only records
+        its value. Anything else takes the full path below (``_threshold``, ...)."""
+        if out is None:
+            out = []
         if site and (gateway not in self.gateways or self.gateways[gateway].site != site):
             self._facts(gateway, site)
-        rules = self._rules_for(gateway, device, metric)
-        if not rules:
-            return []
-        now = self.now()
-        ts = r.ts / 1000.0
-        fresh = now - ts <= self.max_reading_age
-        number = _number(r.value) if quality == "good" else None
-        out: list[Transition] = []
-        for rule in rules:
-            if isinstance(rule, StaleRule):
-                state = self._state(rule, Subject(gateway, device))
-                state.last_seen = now
-                if state.firing:
-                    out.append(self._transition("resolved", rule, state))
+        cache = self._cache
+        max_age = self.max_reading_age
+        isnan = math.isnan
+        now = self.now()  # one clock read per message
+        for r in readings:
+            slots = cache.get((gateway, r.device, r.metric))
+            if slots is None:
+                slots = self._slots(gateway, r.device, r.metric)
+            if not slots:
                 continue
-            if not fresh:
-                continue
-            if isinstance(rule, QualityRule):
-                out += self._quality(
-                    rule, Subject(gateway, device), metric, quality=quality, error=r.error, now=now
-                )
-            elif number is None:
-                continue
-            elif isinstance(rule, ThresholdRule):
-                out += self._threshold(rule, Subject(gateway, device, metric), number, now)
-            elif isinstance(rule, LevelsRule):
-                out += self._levels(rule, Subject(gateway, device, metric), number, now)
-            elif isinstance(rule, RateRule):
-                out += self._rate(rule, Subject(gateway, device, metric), number, ts)
+            ts = r.ts / 1000.0
+            fresh = now - ts <= max_age
+            quality = r.quality
+            number: float | None = None
+            if fresh and quality == "good":
+                value = r.value
+                if type(value) is float:
+                    number = None if isnan(value) else value
+                elif type(value) is int:
+                    number = float(value)
+                else:
+                    number = _number(value)
+            for slot in slots:
+                kind, rule, state, extra, _ = slot
+                if kind == _STALE:
+                    if state is None:
+                        state = self._slot_state(slot)
+                    state.last_seen = now
+                    if state.firing:
+                        out.append(self._transition("resolved", rule, state))
+                elif not fresh:
+                    continue
+                elif kind == _QUALITY:
+                    if state is None:
+                        state = self._slot_state(slot)
+                    if quality != "bad" and not state.bad and not state.firing:
+                        state.error = None  # good, and was good
+                    else:
+                        out += self._quality(
+                            rule, state, r.metric, quality=quality, error=r.error, now=now
+                        )
+                elif number is None:
+                    continue
+                elif kind == _THRESHOLD:
+                    if state is None:
+                        state = self._slot_state(slot)
+                    above, below = extra
+                    if (
+                        state.firing
+                        or state.pending
+                        or (number > above if above is not None else number < below)
+                    ):
+                        out += self._threshold(rule, state, number, now)
+                    else:  # not beyond, and nothing pending or firing: no change
+                        state.value, state.since = number, None
+                elif kind == _LEVELS:
+                    if state is None:
+                        state = self._slot_state(slot)
+                    if state.level < 0 and number < extra[0]:  # below every band, normal
+                        state.value, state.pending, state.target = number, False, -1
+                    else:
+                        out += self._levels(rule, state, number, now, extra)
+                else:
+                    if state is None:
+                        state = self._slot_state(slot)
+                    out += self._rate(rule, state, number, ts)
         return out
 
     def _threshold(
-        self, rule: ThresholdRule, subject: Subject, value: float, now: float
+        self, rule: ThresholdRule, state: AlertState, value: float, now: float
     ) -> list[Transition]:
-        state = self._state(rule, subject)
         state.value = value
         if rule.above is not None:
             beyond = value > rule.above
@@ -323,11 +444,10 @@ class Engine:
         return []
 
     def _levels(
-        self, rule: LevelsRule, subject: Subject, value: float, now: float
+        self, rule: LevelsRule, state: AlertState, value: float, now: float, bands: list[float]
     ) -> list[Transition]:
-        state = self._state(rule, subject)
+        """``bands``: the rule's marks for the state's device, lowest first."""
         state.value = value
-        bands = list(rule.bands(subject.device or "").values())
         target = -1
         for i, line in enumerate(bands):
             if value >= line:
@@ -359,8 +479,7 @@ class Engine:
             return self._transition("firing", rule, state)
         return self._transition("changed", rule, state)
 
-    def _rate(self, rule: RateRule, subject: Subject, value: float, ts: float) -> list[Transition]:
-        state = self._state(rule, subject)
+    def _rate(self, rule: RateRule, state: AlertState, value: float, ts: float) -> list[Transition]:
         if state.points and ts <= state.points[-1][0]:
             return []  # out of order or a redelivery
         state.points.append((ts, value))
@@ -389,14 +508,13 @@ class Engine:
     def _quality(
         self,
         rule: QualityRule,
-        subject: Subject,
+        state: AlertState,
         metric: str,
         *,
         quality: str,
         error: str | None,
         now: float,
     ) -> list[Transition]:
-        state = self._state(rule, subject)
         if quality == "bad":
             state.bad.setdefault(metric, now)
             state.error = error or state.error
@@ -462,9 +580,8 @@ class Engine:
     def _check_offline(self, gateway: str) -> list[Transition]:
         now = self.now()
         out: list[Transition] = []
-        for rule in self.rules.rules:
-            if isinstance(rule, OfflineRule):
-                out += self._offline(rule, gateway, now)
+        for rule, _ in self._offline_rules(gateway, self.gateways[gateway]):
+            out += self._offline(rule, gateway, now)
         return out
 
     def _offline(self, rule: OfflineRule, gateway: str, now: float) -> list[Transition]:

@@ -286,14 +286,16 @@ class AlertService:
                 )
             )
             return
-        self._apply(self.engine.heard(gateway, site))
+        found = self.engine.heard(gateway, site)
         if kind == "telemetry":
             assert isinstance(message, wire.Telemetry)
-            reading = self.engine.reading
-            for r in message.readings:
-                found = reading(gateway, site, r)
+            try:  # the whole message in one call; its transitions in order, once
+                self.engine.readings(gateway, site, message.readings, found)
+            finally:
                 if found:
                     self._apply(found)
+        elif found:
+            self._apply(found)
 
     # transitions → incidents → outbox
 

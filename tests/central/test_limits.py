@@ -16,6 +16,7 @@ from central.influx import V1Writer
 from central.ingest import Ingest
 from central.metrics import Metrics
 from central.registry import Registry
+from wire import Reading
 from wire.structs import convert
 
 
@@ -186,7 +187,7 @@ def test_the_alert_engines_rule_cache_is_bounded(monkeypatch: pytest.MonkeyPatch
     rules = parse_rules({"rules": []}, "rules.yaml")
     engine = Engine(rules, now=lambda: 0.0, timezone_of=lambda _: ZoneInfo("Asia/Jakarta"))
     for n in range(1000):
-        engine._rules_for("gw", "d", f"metric-{n}")
+        engine.readings("gw", None, [Reading(device="d", metric=f"metric-{n}", value=n, ts=0)])
     assert len(engine._cache) <= 100
 
 
