@@ -84,6 +84,11 @@ class Queries:
         else:
             self._flux = FluxQueries(config)
 
+    @property
+    def flux(self) -> "FluxQueries | None":
+        """The Flux reader with ``influx.api: v2``; None with v1 (InfluxQL)."""
+        return self._flux
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -210,7 +215,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 STATS = ("mean", "min", "max", "count")
 
 
-def _ms_of(value: Any, what: str) -> int:
+def ms_of(value: Any, what: str) -> int:
     if not isinstance(value, datetime):
         raise QueryError(f"InfluxDB answered a row without a valid {what}")
     if value.tzinfo is None:
@@ -237,7 +242,7 @@ class FluxQueries:
     def close(self) -> None:
         self._client.close()
 
-    def _source(self) -> str:
+    def source(self) -> str:
         """``from(bucket: ...)``; the range and filters come next."""
         return f"from(bucket: {quote_flux(self.config.bucket or '')})"
 
@@ -256,7 +261,7 @@ class FluxQueries:
         ``site`` tag. ``stop: 1d`` (now + 1 day) keeps readings from a gateway
         whose clock runs a little ahead."""
         return (
-            f"{self._source()}\n"
+            f"{self.source()}\n"
             "  |> range(start: 0, stop: 1d)\n"
             f"{self._filter(gateway, device)}"
             "  |> last()\n"
@@ -277,7 +282,7 @@ class FluxQueries:
         every = f"{int(every_ms)}ms"
         head = (
             "data =\n"
-            f"  {self._source()}\n"
+            f"  {self.source()}\n"
             f"  |> range(start: {flux_time(start_ms)}, stop: {flux_time(end_ms)})\n"
             f"{self._filter(gateway, device, metric)}"
             "  |> group()\n"
@@ -332,7 +337,7 @@ class FluxQueries:
                         device_name if isinstance(device_name, str) else "",
                         metric,
                         value,
-                        _ms_of(values.get("_time"), "_time"),
+                        ms_of(values.get("_time"), "_time"),
                     )
                 )
         out.sort(key=lambda item: (item.device, item.metric))
@@ -352,7 +357,7 @@ class FluxQueries:
                 stat = values.get("result")
                 if stat not in STATS:
                     raise QueryError(f"InfluxDB answered an unexpected result {stat!r}")
-                ts = _ms_of(values.get("_time"), "_time")
+                ts = ms_of(values.get("_time"), "_time")
                 stats.setdefault(ts - ts % every, {})[stat] = values.get("_value")
         return [
             Bucket(

@@ -370,7 +370,9 @@ def tapping(central: Central, now: float) -> dict[str, Any]:
     today = _midnight_ms(now, timezone)
     rows = problems.run(
         "receipts",
-        lambda: reads.receipts(central.queries, _midnight_ms(now, timezone, 6), timezone),
+        lambda: reads.receipts(
+            central.queries, _midnight_ms(now, timezone, 6), timezone, int(now * 1000)
+        ),
         [],
     )
     last = problems.run("last receipts", lambda: reads.last_receipts(central.queries), {})

@@ -7,8 +7,9 @@ and ``default``). Each request is checked as InfluxDB 2 would check it and
 answered as InfluxDB 2 does (401 / 404 / 400 with a JSON ``{"code", "message"}``
 body); anything wrong is also recorded in ``errors``. Valid queries are recorded in
 ``queries`` (the whole JSON body) and answered with whatever the test set through
-``reply`` or ``reply_tables``: it cannot run Flux, the test says what InfluxDB would
-have computed.
+``reply`` or ``reply_tables``, or by ``reply_with`` (a function of the Flux text, for
+a page that sends several queries): it cannot run Flux, the test says what InfluxDB
+would have computed.
 
 ``annotated_csv`` writes tables the way InfluxDB 2 does: CRLF line ends, a
 ``#datatype`` / ``#group`` / ``#default`` block and a header row whenever the schema
@@ -20,6 +21,7 @@ import csv
 import io
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -96,6 +98,7 @@ class V2QueryServer:
         self.queries: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self._answer = Answer(200, "\r\n")
+        self._responder: Callable[[str], Answer] | None = None
         self._lock = threading.Lock()
         server = self
 
@@ -140,7 +143,12 @@ class V2QueryServer:
 
     def reply(self, answer: Answer) -> None:
         with self._lock:
-            self._answer = answer
+            self._answer, self._responder = answer, None
+
+    def reply_with(self, responder: Callable[[str], Answer]) -> None:
+        """Answer each valid query with ``responder(flux)``."""
+        with self._lock:
+            self._responder = responder
 
     def reply_tables(self, tables: list[Table]) -> None:
         self.reply(Answer(200, annotated_csv(tables)))
@@ -183,7 +191,8 @@ class V2QueryServer:
             return json_error(400, "invalid", problem), problem
         with self._lock:
             self.queries.append(body)
-            return self._answer, None
+            answer, responder = self._answer, self._responder
+        return (answer if responder is None else responder(query)), None
 
     def start(self) -> "V2QueryServer":
         self.thread.start()
