@@ -27,9 +27,79 @@ events of a long gap, as long as the counter did not wrap more than once meanwhi
 """
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from msgspec import Meta
+
+from wire import Duration
+from wire.structs import Section
+
+if TYPE_CHECKING:
+    from agent.drivers.base import Sample
 
 Change = Literal["first", "count", "wrap", "reset", "jump"]
+
+
+class CounterSpec(Section):
+    """A profile point's ``counter:`` keys, for every driver that reads counts (modbus, http)."""
+
+    wrap: Annotated[int, Meta(ge=2)] | None = None  # default: the driver's (2**bits of the type)
+    per_count: Annotated[float, Meta(gt=0)] = 1.0  # amount per count, e.g. 0.2 mm per tip
+    total_metric: Annotated[str, Meta(min_length=1)]
+    total_unit: str | None = None
+    rate_metric: str | None = None
+    rate_unit: str | None = None
+    rate_per: Duration = Duration(3600.0)  # the rate is given per this long (1h → mm/h)
+    # the amount counted since the previous poll (vehicles in this interval); not at the
+    # first poll, nor after a reset or an unbelievable jump
+    delta_metric: str | None = None
+    delta_unit: str | None = None
+    # reported only at polls where the counter moved (the amount added): a ``stale``
+    # alert rule on it means "the counter is stuck"
+    moved_metric: str | None = None
+    max_delta: Annotated[int, Meta(ge=1)] | None = None  # most counts believable between polls
+    max_gap: Duration | None = None  # no rate over a longer gap between samples
+
+    def metric_names(self) -> list[tuple[str, str | None]]:
+        """(metric, unit) the counter reports at most polls (not ``moved_metric``)."""
+        names = [(self.total_metric, self.total_unit)]
+        if self.rate_metric:
+            names.append((self.rate_metric, self.rate_unit))
+        if self.delta_metric:
+            names.append((self.delta_metric, self.delta_unit))
+        return names
+
+    def all_metric_names(self) -> list[str]:
+        """Every metric the counter may report (``moved_metric`` only at some polls)."""
+        names = [name for name, _ in self.metric_names()]
+        if self.moved_metric:
+            names.append(self.moved_metric)
+        return names
+
+    def counter(self, wrap: int) -> "WrappingCounter":
+        """A counter's state for one device; ``wrap`` when the profile gives none."""
+        return WrappingCounter(
+            wrap=self.wrap or wrap,
+            per_count=self.per_count,
+            max_delta=self.max_delta,
+            rate_per=self.rate_per,
+            max_gap=self.max_gap,
+        )
+
+    def samples(self, update: "CounterUpdate") -> list["Sample"]:
+        """The readings one counter update gives: total, rate, delta, moved."""
+        from agent.drivers.base import Sample
+
+        samples = [Sample(self.total_metric, update.total, self.total_unit)]
+        if self.rate_metric and update.rate is not None:
+            samples.append(Sample(self.rate_metric, update.rate, self.rate_unit))
+        if update.change in ("count", "wrap", "reset"):
+            amount = update.delta if self.per_count == 1 else update.delta * self.per_count
+            if self.delta_metric:
+                samples.append(Sample(self.delta_metric, amount, self.delta_unit))
+            if self.moved_metric and update.delta > 0:
+                samples.append(Sample(self.moved_metric, amount, self.delta_unit))
+        return samples
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,9 @@ def build_device(
             profiles_dir = extra_profiles
         driver_cls, profile = load_profile(profiles_dir, section.profile)
     except ConfigError as exc:
-        raise ConfigError([f"{source}: {where}.profile: {p}" for p in exc.problems]) from None
+        raise ConfigError(
+            [f"{source}: {where}.profile: {p} [device {section.id}]" for p in exc.problems]
+        ) from None
     try:
         connection = convert(section.connection, driver_cls.Connection)
     except ValidationError as exc:
@@ -143,7 +145,12 @@ def derivation(
         profile.derived, profile.events, profile.settings, (m for m, _ in driver.metrics())
     )
     if problems:
-        raise ConfigError([f"{source}: {where}.profile ({section.profile}): {p}" for p in problems])
+        raise ConfigError(
+            [
+                f"{source}: {where}.profile ({section.profile}): {p} [device {section.id}]"
+                for p in problems
+            ]
+        )
     values, problems = derived.device_settings(profile.settings, section.settings)
     if problems:
         raise ConfigError([f"{source}: {where}.{p} [device {section.id}]" for p in problems])

@@ -23,7 +23,7 @@ from msgspec import Meta
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from agent.counters import WrappingCounter
+from agent.counters import CounterSpec, WrappingCounter
 from agent.drivers._modbus_bus import ModbusBus, silent_interval
 from agent.drivers._modbus_decode import (
     FORMATS,
@@ -54,34 +54,13 @@ from agent.drivers.base import (
     ProfileBase,
     Sample,
 )
-from wire import Duration, ValueType
+from wire import ValueType
 from wire.structs import Section
 
 PointType = Literal[RegisterType, "bool"]  # registers' types, or a coil/discrete bit
 INTEGER_TYPES = tuple(INTEGER_BITS)
 UNSIGNED_BITS = {"uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
 Encoding = Literal["ascii", "latin-1", "utf-8"]
-
-
-class CounterSpec(Section):
-    """A wrapping event counter (see agent/counters.py for how wraps and resets differ)."""
-
-    wrap: Annotated[int, Meta(ge=2)] | None = None  # default: 2**bits of the point's type
-    per_count: Annotated[float, Meta(gt=0)] = 1.0  # amount per count, e.g. 0.2 mm per tip
-    total_metric: Annotated[str, Meta(min_length=1)]
-    total_unit: str | None = None
-    rate_metric: str | None = None
-    rate_unit: str | None = None
-    rate_per: Duration = Duration(3600.0)  # the rate is given per this long (1h → mm/h)
-    # the amount counted since the previous poll (vehicles in this interval); not at the
-    # first poll, nor after a reset or an unbelievable jump
-    delta_metric: str | None = None
-    delta_unit: str | None = None
-    # reported only at polls where the counter moved (the amount added): a ``stale``
-    # alert rule on it means "the counter is stuck"
-    moved_metric: str | None = None
-    max_delta: Annotated[int, Meta(ge=1)] | None = None  # most counts believable between polls
-    max_gap: Duration | None = None  # no rate over a longer gap between samples
 
 
 class ModbusPoint(Section):
@@ -196,20 +175,15 @@ class ModbusPoint(Section):
 
     def metric_names(self) -> list[tuple[str, str | None]]:
         names = [(self.metric, self.unit)]
-        spec = self.counter
-        if spec is not None:
-            names.append((spec.total_metric, spec.total_unit))
-            if spec.rate_metric:
-                names.append((spec.rate_metric, spec.rate_unit))
-            if spec.delta_metric:
-                names.append((spec.delta_metric, spec.delta_unit))
+        if self.counter is not None:
+            names += self.counter.metric_names()
         return names
 
     def all_metric_names(self) -> list[str]:
         """Every metric the point may give (``moved_metric`` only at some polls)."""
-        names = [name for name, _ in self.metric_names()]
-        if self.counter is not None and self.counter.moved_metric:
-            names.append(self.counter.moved_metric)
+        names = [self.metric]
+        if self.counter is not None:
+            names += self.counter.all_metric_names()
         return names
 
 
@@ -318,17 +292,9 @@ class ModbusDriver(Driver):
         self._bus = self._new_bus()  # its own until link() hands it a shared one
         self._counters: dict[int, WrappingCounter] = {}
         for i, point in enumerate(profile.points):
-            spec = point.counter
-            if spec is None:
-                continue
-            wrap = spec.wrap or 1 << UNSIGNED_BITS[point.type or "uint16"]
-            self._counters[i] = WrappingCounter(
-                wrap=wrap,
-                per_count=spec.per_count,
-                max_delta=spec.max_delta,
-                rate_per=spec.rate_per,
-                max_gap=spec.max_gap,
-            )
+            if point.counter is not None:
+                bits = UNSIGNED_BITS[point.type or "uint16"]
+                self._counters[i] = point.counter.counter(wrap=1 << bits)
 
     def metrics(self) -> list[tuple[str, str | None]]:
         return [name for point in self.profile.points for name in point.metric_names()]
@@ -523,16 +489,7 @@ class ModbusDriver(Driver):
         samples = [Sample(point.metric, value, point.unit)]
         spec = point.counter
         if counter is not None and spec is not None:
-            update = counter.update(int(raw), at)
-            samples.append(Sample(spec.total_metric, update.total, spec.total_unit))
-            if spec.rate_metric and update.rate is not None:
-                samples.append(Sample(spec.rate_metric, update.rate, spec.rate_unit))
-            if update.change in ("count", "wrap", "reset"):
-                amount = update.delta if spec.per_count == 1 else update.delta * spec.per_count
-                if spec.delta_metric:
-                    samples.append(Sample(spec.delta_metric, amount, spec.delta_unit))
-                if spec.moved_metric and update.delta > 0:
-                    samples.append(Sample(spec.moved_metric, amount, spec.delta_unit))
+            samples += spec.samples(counter.update(int(raw), at))
         return samples
 
 
