@@ -146,5 +146,5 @@ def test_central_reads_the_same_metrics_as_the_agents_driver(name: str) -> None:
     profiles, problems = catalog([folder])
     assert not problems
     assert profiles[name].metrics == device.driver.reported_metrics()
-    if driver in DRIVER_METRICS:
+    if driver in DRIVER_METRICS and not data.get("points"):  # http: + its JSON points
         assert profiles[name].metrics == DRIVER_METRICS[driver]
