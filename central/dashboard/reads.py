@@ -3,13 +3,11 @@ latest reading errors (quality), last-hour sparklines, a metric's recent change,
 tapping-box receipts per day.
 
 InfluxQL (``influx.api: v1``) through ``Queries.query``, every name quoted. With
-``v2`` the sparklines, the change and the receipts per day are Flux (through
-``Queries.flux``, every name a ``quote_flux`` string literal) giving the same
-answers: the same windows (aligned to the epoch, or to local midnight for days, as
-InfluxQL's ``GROUP BY time`` and ``tz()``), the same aggregates, every ``site`` of
-a series merged as InfluxQL merges the series it does not group by. The latest
-reading errors and the last receipt are InfluxQL only: with v2 they raise
-``QueryUnsupported`` and the pages show what they can without them.
+``v2``, Flux (through ``Queries.flux``, every name a ``quote_flux`` string literal)
+giving the same answers: the same windows (aligned to the epoch, or to local
+midnight for days, as InfluxQL's ``GROUP BY time`` and ``tz()``), the same
+aggregates and selectors, every ``site`` of a series merged as InfluxQL merges the
+series it does not group by.
 """
 
 import time
@@ -56,6 +54,9 @@ def _series(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def latest_errors(queries: Queries, gateway: str) -> dict[tuple[str, str], tuple[int, str]]:
     """(device, metric) → (ms, error) of the latest bad-quality reading."""
+    flux = queries.flux
+    if flux is not None:
+        return _latest_errors_v2(flux, gateway)
     measurement = quote_ident(_errors_measurement(queries))
     q = (
         f"SELECT LAST({quote_ident('error')}) FROM {measurement} WHERE {_where(gateway)} "
@@ -69,9 +70,52 @@ def latest_errors(queries: Queries, gateway: str) -> dict[tuple[str, str], tuple
     return out
 
 
-def _errors_measurement(queries: Queries) -> str:
+def _errors_measurement(queries: Queries | FluxQueries) -> str:
     measurement = queries.config.measurement
     return "reading_errors" if measurement == "readings" else f"{measurement}_errors"
+
+
+def latest_errors_flux(flux: FluxQueries, gateway: str) -> str:
+    """The newest ``error`` per (device, metric) whatever the ``site``: ``last()`` per
+    series (pushed down to storage), then the newest of those. ``stop: 1d``, as
+    InfluxQL without a time bound takes points ahead of now."""
+    condition = (
+        f"r._measurement == {quote_flux(_errors_measurement(flux))}"
+        f' and r._field == "error" and r.gateway == {quote_flux(gateway)}'
+    )
+    return _newest_flux(flux, condition, ["device", "metric"])
+
+
+def _newest_flux(flux: FluxQueries, condition: str, by: list[str]) -> str:
+    group = ", ".join(quote_flux(name) for name in by)
+    return (
+        f"{flux.source()}\n"
+        "  |> range(start: 0, stop: 1d)\n"
+        f"  |> filter(fn: (r) => {condition})\n"
+        "  |> last()\n"
+        f"  |> group(columns: [{group}])\n"
+        '  |> sort(columns: ["_time"])\n'
+        "  |> last()\n"
+        f'  |> keep(columns: [{group}, "_time", "_value"])\n'
+    )
+
+
+def _tag(values: dict[str, Any], name: str) -> str:
+    value = values.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _latest_errors_v2(flux: FluxQueries, gateway: str) -> dict[tuple[str, str], tuple[int, str]]:
+    out: dict[tuple[str, str], tuple[int, str]] = {}
+    for table in flux.run(latest_errors_flux(flux, gateway)):
+        for record in table.records:
+            values = record.values
+            error = values.get("_value")
+            if error is None:
+                continue
+            key = (_tag(values, "device"), _tag(values, "metric"))
+            out[key] = (ms_of(values.get("_time"), "_time"), str(error))
+    return out
 
 
 def sparklines(
@@ -133,10 +177,10 @@ def _sparklines_v2(
             metric = values.get("_field")
             if not isinstance(metric, str):
                 raise QueryError("InfluxDB answered a row without a valid _field")
-            device = values.get("device")
             ts = ms_of(values.get("_time"), "_time")
-            key = (device if isinstance(device, str) else "", metric)
-            out.setdefault(key, []).append((ts - ts % every, float(value)))
+            out.setdefault((_tag(values, "device"), metric), []).append(
+                (ts - ts % every, float(value))
+            )
     for points in out.values():
         points.sort()
     return out
@@ -309,10 +353,9 @@ def _receipts_v2(flux: FluxQueries, since_ms: int, timezone: str, now_ms: int) -
                 raise QueryError(f"InfluxDB answered {type(value).__name__} for the {stat}")
             at = datetime.fromtimestamp(ms_of(values.get("_time"), "_time") / 1000, zone)
             midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
-            gateway, device = values.get("gateway"), values.get("device")
             key = (
-                gateway if isinstance(gateway, str) else "",
-                device if isinstance(device, str) else "",
+                _tag(values, "gateway"),
+                _tag(values, "device"),
                 int(midnight.timestamp() * 1000),
             )
             days.setdefault(key, {})[stat] = value
@@ -331,7 +374,10 @@ def _receipts_v2(flux: FluxQueries, since_ms: int, timezone: str, now_ms: int) -
 
 
 def last_receipts(queries: Queries) -> dict[tuple[str, str], int]:
-    """(gateway, device) → ms of the latest receipt event."""
+    """(gateway, device) → ms of the latest receipt event (one with ``bytes``)."""
+    flux = queries.flux
+    if flux is not None:
+        return _last_receipts_v2(flux)
     q = (
         f'SELECT LAST("bytes") FROM "events" WHERE "kind" = {quote_literal(RECEIPT)} '
         'GROUP BY "gateway", "device"'
@@ -341,4 +387,22 @@ def last_receipts(queries: Queries) -> dict[tuple[str, str], int]:
         tags = series.get("tags") or {}
         for ts, _ in series["values"]:
             out[(tags.get("gateway", ""), tags.get("device", ""))] = int(ts)
+    return out
+
+
+def last_receipts_flux(flux: FluxQueries) -> str:
+    """The newest receipt's ``bytes`` per (gateway, device), whatever the ``site``."""
+    condition = (
+        f'r._measurement == "events" and r.kind == {quote_flux(RECEIPT)} and r._field == "bytes"'
+    )
+    return _newest_flux(flux, condition, ["gateway", "device"])
+
+
+def _last_receipts_v2(flux: FluxQueries) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for table in flux.run(last_receipts_flux(flux)):
+        for record in table.records:
+            values = record.values
+            key = (_tag(values, "gateway"), _tag(values, "device"))
+            out[key] = ms_of(values.get("_time"), "_time")
     return out

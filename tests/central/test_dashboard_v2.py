@@ -1,15 +1,17 @@
-"""The dashboard's sparklines, river trend and tapping-box sums with ``influx.api: v2``
-(Flux), against the local InfluxDB 2 query server (tests/central/
-influx_v2_query_server.py; Debian's InfluxDB is 1.6.7, without a v2 API).
+"""The dashboard's own reads with ``influx.api: v2`` (Flux): sparklines, river trend,
+tapping-box sums per day, reading errors and the last receipt, against the local
+InfluxDB 2 query server (tests/central/influx_v2_query_server.py; Debian's InfluxDB
+is 1.6.7, without a v2 API).
 
 Each equivalence test writes one data set to the real InfluxDB 1.6.7 and reads it
 back through the InfluxQL path, then answers the Flux path with the tables InfluxDB 2
 computes for the same data and the Flux central sent (``flux_*`` below model Flux's
 ``range`` / ``aggregateWindow(timeSrc: "_start")`` / ``first`` / ``last`` /
-``count`` for these queries), and checks both paths give the same answer, and the
+``count`` / ``sort`` for these queries), and checks both paths give the same answer, and the
 answer a person expects. The Flux text itself is checked too, hostile names stay
 inside their string literals, and the pages show the values under v2."""
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -230,6 +232,27 @@ def flux_receipts(events: list[Event], since: int, now: int, timezone: str) -> l
     return counts + sums
 
 
+def flux_newest(rows: list[tuple[dict[str, str], int, str, str]], by: list[str]) -> list[Table]:
+    """last() per series, group(by), sort(_time), last(), keep(by + _time, _value):
+    ``rows`` as (tags, ms, value, datatype); one table per group, in key order."""
+    newest: dict[tuple[str, ...], tuple[int, str, str]] = {}
+    for tags, ts, value, datatype in rows:
+        key = tuple(tags[name] for name in by)
+        if key not in newest or ts >= newest[key][0]:
+            newest[key] = (ts, value, datatype)
+    return [
+        Table(
+            [
+                *((name, "string", True) for name in by),
+                ("_time", TIME, False),
+                ("_value", datatype, False),
+            ],
+            [[*key, rfc(ts), value]],
+        )
+        for key, (ts, value, datatype) in sorted(newest.items())
+    ]
+
+
 def reading_lines(points: list[Point]) -> list[str]:
     return [
         f"readings,device={dev},gateway={gw},site={site} {metric}={value!r} {ts}"
@@ -447,6 +470,84 @@ def test_a_flux_error_is_a_query_error_naming_influxdbs_message(
         reads.change(v2, "gw-a", "d", "m", T0)
 
 
+# reading errors and the last receipt
+
+ERRORS = [  # gateway, device, site, metric, ms, error
+    ("gw-a", "level-1", "bogor", "level_m", T0 + 1_000, "timeout"),
+    ("gw-a", "level-1", "bogor-2", "level_m", T0 + 9_000, 'crc "error"'),  # newest, other site
+    ("gw-a", "level-1", "bogor", "level_m", T0 + 5_000, "exception 2"),
+    ("gw-a", "rain-1", "bogor", "rain_mm", T0 + 2_000, "no value"),
+    ("gw-b", "level-1", "ambon", "level_m", T0 + 99_000, "not this gateway"),
+]
+
+
+def test_reading_errors_under_v2_equal_the_influxql_ones(
+    v1: Queries, v2: Queries, influx: InfluxDB, influx_db: str, server: V2QueryServer
+) -> None:
+    lines = [
+        f"reading_errors,device={dev},gateway={gw},metric={metric},site={site} "
+        f'error="{error.replace(chr(34), chr(92) + chr(34))}" {ts}'
+        for gw, dev, site, metric, ts, error in ERRORS
+    ]
+    write_v1(influx, influx_db, lines)
+    expected = {
+        ("level-1", "level_m"): (T0 + 9_000, 'crc "error"'),
+        ("rain-1", "rain_mm"): (T0 + 2_000, "no value"),
+    }
+    assert reads.latest_errors(v1, "gw-a") == expected
+
+    rows = [
+        ({"device": dev, "metric": metric}, ts, error, "string")
+        for gw, dev, _site, metric, ts, error in ERRORS
+        if gw == "gw-a"
+    ]
+    server.reply_tables(flux_newest(rows, ["device", "metric"]))
+    assert reads.latest_errors(v2, "gw-a") == expected
+    assert server.errors == []
+    (flux,) = server.flux
+    assert flux == (
+        f'from(bucket: "{BUCKET}")\n'
+        "  |> range(start: 0, stop: 1d)\n"
+        '  |> filter(fn: (r) => r._measurement == "reading_errors" and r._field == "error" '
+        'and r.gateway == "gw-a")\n'
+        "  |> last()\n"
+        '  |> group(columns: ["device", "metric"])\n'
+        '  |> sort(columns: ["_time"])\n'
+        "  |> last()\n"
+        '  |> keep(columns: ["device", "metric", "_time", "_value"])\n'
+    )
+
+
+def test_last_receipts_under_v2_equal_the_influxql_ones(
+    v1: Queries, v2: Queries, influx: InfluxDB, influx_db: str, server: V2QueryServer
+) -> None:
+    events: list[Event] = [
+        ("gw-r", "box-1", "ambon", "receipt", T0 + 1_000, {"bytes": 300.0, "total": 5.0}),
+        ("gw-r", "box-1", "ambon-2", "receipt", T0 + 7_000, {"bytes": 280.0}),  # newest
+        ("gw-r", "box-1", "ambon", "receipt", T0 + 9_000, {"total": 9.0}),  # no bytes
+        ("gw-r", "box-1", "ambon", "pickup", T0 + 20_000, {"bytes": 1.0}),  # not a receipt
+        ("gw-s", "box-1", "bogor", "receipt", T0 + 3_000, {"bytes": 100.0}),
+    ]
+    write_v1(influx, influx_db, event_lines(events))
+    expected = {("gw-r", "box-1"): T0 + 7_000, ("gw-s", "box-1"): T0 + 3_000}
+    assert reads.last_receipts(v1) == expected
+
+    rows = [
+        ({"gateway": gw, "device": dev}, ts, num(fields["bytes"]), "double")
+        for gw, dev, _site, kind, ts, fields in events
+        if kind == "receipt" and "bytes" in fields
+    ]
+    server.reply_tables(flux_newest(rows, ["gateway", "device"]))
+    assert reads.last_receipts(v2) == expected
+    assert server.errors == []
+    (flux,) = server.flux
+    assert (
+        '  |> filter(fn: (r) => r._measurement == "events" and r.kind == "receipt" '
+        'and r._field == "bytes")\n'
+    ) in flux
+    assert '  |> group(columns: ["gateway", "device"])\n' in flux
+
+
 # names
 
 
@@ -463,6 +564,13 @@ def test_hostile_names_stay_inside_their_string_literals(
     skeleton, literals = split_flux(server.flux[-1])
     assert skeleton == benign_lines[0]
     assert literals == [evil if v == "gw-ok" else v for v in benign_lines[1]]
+
+    reads.latest_errors(v2, "gw-ok")
+    benign_errors = split_flux(server.flux[-1])
+    reads.latest_errors(v2, evil)
+    skeleton, literals = split_flux(server.flux[-1])
+    assert skeleton == benign_errors[0]
+    assert literals == [evil if v == "gw-ok" else v for v in benign_errors[1]]
 
     benign = {"gateway": "gw-ok", "device": "dev-ok", "metric": "metric-ok"}
     for which, ok in benign.items():
@@ -485,13 +593,18 @@ def test_bucket_and_measurement_names_are_literals_too(
         reads.sparklines(q, "gw", *SPAN, MINUTE)
         reads.change(q, "gw", "d", "m", T0)
         reads.receipts(q, T0, "Asia/Jakarta", T0 + 86_400_000)
+        reads.latest_errors(q, "gw")
+        reads.last_receipts(q)
     finally:
         q.close()
-    lines, change, receipts = (split_flux(f) for f in server.flux)
+    lines, change, receipts, errors, last = (split_flux(f) for f in server.flux)
     assert lines[1][:2] == [bucket, measurement]
     assert change[1][:2] == [bucket, measurement]
+    assert errors[1][:2] == [bucket, f"{measurement}_errors"]
     assert receipts[1][:2] == ["timezone", bucket]  # import "timezone", then the bucket
-    assert measurement not in receipts[1]  # events are in "events", as InfluxQL reads them
+    assert last[1][0] == bucket
+    for flux in (receipts, last):  # events are in "events", as InfluxQL reads them
+        assert measurement not in flux[1]
 
 
 # the pages under v2
@@ -530,6 +643,16 @@ def test_the_pages_show_sparklines_trend_and_sums_under_v2(
             tables = flux_change(points, "gw-sungai", "level-1", "level_m", range_start(flux))
         elif "fn: mean" in flux:
             tables = flux_sparklines(points, "gw-sungai", range_start(flux), now + 1, MINUTE)
+        elif 'r._measurement == "reading_errors"' in flux:
+            tables = flux_newest(
+                [({"device": "level-1", "metric": "rain_mm"}, now - 500, "timeout", "string")],
+                ["device", "metric"],
+            )
+        elif 'r._field == "bytes"' in flux:
+            tables = flux_newest(
+                [({"gateway": "gw-resto", "device": "box-1"}, now - 1000, "280", "double")],
+                ["gateway", "device"],
+            )
         elif 'r.gateway == "gw-sungai"' in flux:  # latest
             tables = [_latest("level-1", "level_m", now - 1_000, 3.1)]
         else:
@@ -563,7 +686,9 @@ def test_the_pages_show_sparklines_trend_and_sums_under_v2(
             row = page[page.index('data-metric="level_m"') :].split("</tr>")[0]
             line = row.split('<polyline points="')[1].split('"')[0]
             assert len(line.split()) == 3  # three one-minute means: a line
-            assert "3.1" in row
+            assert "3.1" in row and "q-good" in row
+            row = page[page.index('data-metric="rain_mm"') :].split("</tr>")[0]
+            assert "q-bad" in row and "timeout" in row  # a failed read, with its error
 
             river = client.get("/river").text
             row = river[river.index('data-device="level-1"') :].split("</tr>")[0]
@@ -572,10 +697,12 @@ def test_the_pages_show_sparklines_trend_and_sums_under_v2(
             tapping = client.get("/tapping").text
             row = tapping[tapping.index('data-device="box-1"') :].split("</tr>")[0]
             assert ">2<" in row and "Rp 165.000" in row and "Rp 15.000" in row
+            assert re.search(r"<td>\d+ s</td>", row)  # the last receipt, seconds ago
             for text in (page, river, tapping):
                 assert "InfluxDB did not answer" not in text
     finally:
         central.close()
     assert server.errors == []
     sent = "\n".join(server.flux)
-    assert "fn: mean" in sent and 'yield(name: "first")' in sent and 'import "timezone"' in sent
+    for part in ("fn: mean", 'yield(name: "first")', 'import "timezone"', "reading_errors"):
+        assert part in sent
