@@ -89,6 +89,10 @@ class AlertState:
     bad: dict[str, float] = field(default_factory=dict)  # quality: metric → bad since
     error: str | None = None
     points: deque[tuple[float, float]] = field(default_factory=deque)  # rate: (ts, value)
+    # rate: the window's lowest and highest value at the front of two monotonic queues
+    # (the points that can still become the lowest / highest), made at the first point
+    lows: deque[tuple[float, float]] | None = None
+    highs: deque[tuple[float, float]] | None = None
     change: float | None = None
 
 
@@ -482,19 +486,33 @@ class Engine:
     def _rate(self, rule: RateRule, state: AlertState, value: float, ts: float) -> list[Transition]:
         if state.points and ts <= state.points[-1][0]:
             return []  # out of order or a redelivery
-        state.points.append((ts, value))
+        point = (ts, value)
+        state.points.append(point)
+        lows, highs = state.lows, state.highs
+        if lows is None or highs is None:
+            lows, highs = state.lows, state.highs = deque(), deque()
+        while lows and lows[-1][1] >= value:
+            lows.pop()
+        lows.append(point)
+        while highs and highs[-1][1] <= value:
+            highs.pop()
+        highs.append(point)
         state.value = value
         return self._rate_check(rule, state, ts)
 
     def _rate_check(self, rule: RateRule, state: AlertState, upto: float) -> list[Transition]:
-        points = state.points
-        while points and points[0][0] < upto - rule.window:
-            points.popleft()
+        points, lows, highs = state.points, state.lows, state.highs
+        oldest = upto - rule.window
+        while points and points[0][0] < oldest:
+            gone = points.popleft()
+            if lows and lows[0] is gone:  # lows, highs: ordered subsets of points
+                lows.popleft()
+            if highs and highs[0] is gone:
+                highs.popleft()
         holds = False
-        if len(points) >= 2:
+        if len(points) >= 2 and lows and highs:  # the latest point is in both
             latest = points[-1][1]
-            values = [v for _, v in points]
-            up, down = latest - min(values), max(values) - latest
+            up, down = latest - lows[0][1], highs[0][1] - latest  # the window's min, max
             if rule.increase is not None and up >= rule.increase:
                 holds, state.change = True, up
             elif rule.decrease is not None and down >= rule.decrease:

@@ -174,3 +174,34 @@ def test_the_rule_cache_is_bounded_and_keeps_alerts_across_a_clear(
     assert read(engine, clock, [("m-0", 12)]) == []  # still firing, found again
     assert read(engine, clock, [("m-0", 5)]) == [("resolved", "high", "m-0")]
     assert read(engine, clock, [("m-0", 11)]) == [("firing", "high", "m-0")]
+
+
+def test_rate_compares_with_the_lowest_and_highest_value_still_in_the_window() -> None:
+    clock = FakeTime()
+    rise = {
+        "name": "rise",
+        "kind": "rate",
+        "window": "30s",
+        "increase": 3,
+        "match": {"metric": "up"},
+    }
+    fall = {
+        "name": "fall",
+        "kind": "rate",
+        "window": "30s",
+        "decrease": 3,
+        "match": {"metric": "down"},
+    }
+    engine = make(clock, rise, fall)
+    found = []
+    for after, value in [(0, 1.0), (10, 2.0), (10, 3.5), (15, 4.5), (10, 5.5), (5, 7.0)]:
+        clock.advance(after)
+        found.append(read(engine, clock, [("up", value), ("down", 10 - value)]))
+    # at +35 s the 1.0 (and 9.0) of +0 s have left the window: 4.5 - 2.0 is no rise of 3;
+    # at +50 s, 7.0 - 3.5 is (the 2.0 of +10 s has left as well)
+    assert found == [[], [], [], [], [], [("firing", "rise", "up"), ("firing", "fall", "down")]]
+    clock.advance(31)  # nothing new: the window empties, the alerts resolve
+    assert sorted(changes(engine.tick())) == [
+        ("resolved", "fall", "down"),
+        ("resolved", "rise", "up"),
+    ]
