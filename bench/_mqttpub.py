@@ -14,7 +14,7 @@ Each gateway has its own TCP connection and client id, at most ``window``
 unacknowledged messages, and packet ids 1..65535 that wrap but never reuse an id
 still unacknowledged. Anything unexpected (a refused CONNECT, a packet a publisher
 never receives, a PUBACK for an id not in flight, a closed connection, a window
-stuck for ``stall`` seconds) raises :class:`PublisherError`: a harness that lost
+stuck for ``stall`` seconds) raises :class:`MqttError`: a harness that lost
 messages quietly would make the loss figures lie.
 
 :class:`Subscriber` is the counting end of the broker-alone baseline: one blocking
@@ -26,7 +26,8 @@ Not used by agent/ or central/ (they have their own MQTT clients).
 import selectors
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -35,10 +36,10 @@ __all__ = [
     "Connection",
     "Fleet",
     "Message",
+    "MqttError",
     "Packet",
     "PacketIds",
     "PacketReader",
-    "PublisherError",
     "Subscriber",
     "connack_code",
     "connect_packet",
@@ -74,8 +75,8 @@ KINDS = {
 }  # fmt: skip
 
 
-class PublisherError(Exception):
-    """The broker or the connection did something a QoS 1 publisher cannot accept."""
+class MqttError(Exception):
+    """The broker or the connection did something these clients cannot accept."""
 
 
 # packets
@@ -138,7 +139,7 @@ class Packet:
 
 def _expect(packet: Packet, kind: int, size: int) -> None:
     if packet.kind != kind or packet.flags != 0 or len(packet.body) != size:
-        raise PublisherError(
+        raise MqttError(
             f"malformed {packet.name}: flags {packet.flags:#x}, {len(packet.body)} bytes "
             f"(expected {KINDS[kind]} with flags 0 and {size} bytes)"
         )
@@ -159,7 +160,7 @@ def puback_id(packet: Packet) -> int:
 def suback_codes(packet: Packet) -> tuple[int, list[int]]:
     """(packet id, granted QoS per filter; 0x80 = refused) of a SUBACK."""
     if packet.kind != SUBACK or packet.flags != 0 or len(packet.body) < 3:
-        raise PublisherError(f"malformed {packet.name} (expected SUBACK)")
+        raise MqttError(f"malformed {packet.name} (expected SUBACK)")
     return int.from_bytes(packet.body[:2], "big"), list(packet.body[2:])
 
 
@@ -175,19 +176,21 @@ class Message:
 def parse_publish(packet: Packet) -> Message:
     """A received PUBLISH at QoS 0 or 1."""
     qos = packet.flags >> 1 & 3
-    if packet.kind != PUBLISH or qos > 1:
-        raise PublisherError(f"expected a PUBLISH at QoS 0 or 1, got {packet.name} QoS {qos}")
+    if packet.kind != PUBLISH:
+        raise MqttError(f"unexpected {packet.name} from the broker (expected PUBLISH)")
+    if qos > 1:
+        raise MqttError(f"PUBLISH at QoS {qos} (subscribed at QoS 1)")
     body = packet.body
     if len(body) < 2:
-        raise PublisherError("malformed PUBLISH: no topic length")
+        raise MqttError("malformed PUBLISH: no topic length")
     end = 2 + int.from_bytes(body[:2], "big")
     packet_id = None
     if qos:
         if len(body) < end + 2:
-            raise PublisherError("malformed PUBLISH: no packet id")
+            raise MqttError("malformed PUBLISH: no packet id")
         packet_id = int.from_bytes(body[end : end + 2], "big")
     elif len(body) < end:
-        raise PublisherError("malformed PUBLISH: topic longer than the packet")
+        raise MqttError("malformed PUBLISH: topic longer than the packet")
     payload = body[end + 2 :] if qos else body[end:]
     return Message(body[2:end], payload, qos, packet_id, bool(packet.flags & 8))
 
@@ -203,7 +206,7 @@ def _header(buf: bytearray, pos: int) -> tuple[int, int] | None:
         length |= (buf[at] & 0x7F) << (7 * i)
         if not buf[at] & 0x80:
             return length, at + 1
-    raise PublisherError("malformed remaining length (more than 4 bytes)")
+    raise MqttError("malformed remaining length (more than 4 bytes)")
 
 
 class PacketReader:
@@ -245,7 +248,7 @@ class PacketIds:
 
     def take(self) -> int:
         if len(self.unacked) >= MAX_PACKET_ID:
-            raise PublisherError("all 65535 packet ids are unacknowledged")
+            raise MqttError("all 65535 packet ids are unacknowledged")
         while (pid := self.next) in self.unacked:
             self.next = pid % MAX_PACKET_ID + 1
         self.next = pid % MAX_PACKET_ID + 1
@@ -254,7 +257,7 @@ class PacketIds:
 
     def release(self, pid: int) -> None:
         if pid not in self.unacked:
-            raise PublisherError(f"PUBACK for packet id {pid}, which is not in flight")
+            raise MqttError(f"PUBACK for packet id {pid}, which is not in flight")
         self.unacked.remove(pid)
 
 
@@ -279,8 +282,8 @@ class Connection:
     pings: int = 0
     acked: int = 0
 
-    def fail(self, what: str) -> PublisherError:
-        return PublisherError(
+    def fail(self, what: str) -> MqttError:
+        return MqttError(
             f"{self.client_id}: {what} ({len(self.ids.unacked)} messages unacknowledged)"
         )
 
@@ -306,7 +309,7 @@ class Connection:
         except OSError as exc:
             raise self.fail(f"sending failed: {exc}") from exc
 
-    def receive(self, now: float) -> None:
+    def receive(self) -> None:
         """Read what the broker sent and act on every whole packet in it."""
         try:
             data = self.sock.recv(65536)
@@ -319,10 +322,13 @@ class Connection:
                 self.closed = True
                 return
             raise self.fail("the broker closed the connection")
-        for packet in self.reader.feed(data):
-            self._handle(packet, now)
+        try:
+            for packet in self.reader.feed(data):
+                self._handle(packet)
+        except MqttError as exc:
+            raise self.fail(str(exc)) from None
 
-    def _handle(self, packet: Packet, now: float) -> None:
+    def _handle(self, packet: Packet) -> None:
         if packet.kind == PUBACK and self.connected:
             self.ids.release(puback_id(packet))
             self.acked += 1
@@ -330,7 +336,7 @@ class Connection:
             code = connack_code(packet)
             if code:
                 meaning = CONNACK_CODES.get(code, "reserved code")
-                raise self.fail(f"the broker refused CONNECT: {meaning} (return code {code})")
+                raise MqttError(f"the broker refused CONNECT: {meaning} (return code {code})")
             self.connected = True
         elif packet.kind == PINGRESP and self.ping_sent is not None:
             _expect(packet, PINGRESP, 0)
@@ -338,7 +344,7 @@ class Connection:
             self.pings += 1
         else:
             state = "connected" if self.connected else "before CONNACK"
-            raise self.fail(f"unexpected {packet.name} from the broker ({state})")
+            raise MqttError(f"unexpected {packet.name} from the broker ({state})")
 
 
 class Fleet:
@@ -386,9 +392,7 @@ class Fleet:
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=timeout)
             except OSError as exc:
-                raise PublisherError(
-                    f"{cid}: cannot connect to {self.host}:{self.port}: {exc}"
-                ) from exc
+                raise MqttError(f"{cid}: cannot connect to {self.host}:{self.port}: {exc}") from exc
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
             conn = Connection(cid, topic, sock, PacketIds(first_id))
@@ -453,7 +457,7 @@ class Fleet:
                 conn.flush()
                 self._want_write(conn)
             if events & selectors.EVENT_READ:
-                conn.receive(self.clock())
+                conn.receive()
         self._keep_alive()
 
     # internals
@@ -466,7 +470,7 @@ class Fleet:
                 late = [
                     c.client_id for c in self.conns.values() if not c.connected or c.ids.unacked
                 ]
-                raise PublisherError(
+                raise MqttError(
                     f"no {what} within {timeout:g} s: {self.unacked} messages unacknowledged "
                     f"on {len(late)} connections (first: {', '.join(late[:3]) or '-'})"
                 )
@@ -499,7 +503,8 @@ class Fleet:
 
 class Subscriber:
     """One QoS 1 subscriber on a blocking socket: counts what the broker delivers and
-    acknowledges every QoS 1 message (one write of PUBACKs per read)."""
+    acknowledges every QoS 1 message (one write of PUBACKs per read). Its errors name
+    its client id."""
 
     def __init__(
         self,
@@ -512,7 +517,11 @@ class Subscriber:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client_id, self.keepalive, self.clean, self.clock = client_id, keepalive, clean, clock
-        self.sock = socket.create_connection((host, port), timeout=15)
+        with self._named():
+            try:
+                self.sock = socket.create_connection((host, port), timeout=15)
+            except OSError as exc:
+                raise MqttError(f"cannot connect to {host}:{port}: {exc}") from exc
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = PacketReader()
         self.pending: list[Packet] = []
@@ -526,56 +535,65 @@ class Subscriber:
     def __exit__(self, *_: object) -> None:
         self.sock.close()
 
-    def fail(self, what: str) -> PublisherError:
-        return PublisherError(f"{self.client_id}: {what}")
-
     def connect(self, timeout: float = 15.0) -> bool:
         """CONNECT; returns whether the broker kept a session for this client id."""
-        self._send(connect_packet(self.client_id, self.keepalive, self.clean))
-        connack = self._next(timeout, "CONNACK")
-        code = connack_code(connack)
-        if code:
-            meaning = CONNACK_CODES.get(code, "reserved code")
-            raise self.fail(f"the broker refused CONNECT: {meaning} (return code {code})")
-        self.session_present = bool(connack.body[0] & 1)
-        return self.session_present
+        with self._named():
+            self._send(connect_packet(self.client_id, self.keepalive, self.clean))
+            connack = self._next(timeout, "CONNACK")
+            if code := connack_code(connack):
+                meaning = CONNACK_CODES.get(code, "reserved code")
+                raise MqttError(f"the broker refused CONNECT: {meaning} (return code {code})")
+            self.session_present = bool(connack.body[0] & 1)
+            return self.session_present
 
     def subscribe(self, topic_filter: str, timeout: float = 15.0) -> None:
         """SUBSCRIBE at QoS 1 (after connect); returns once the broker granted QoS 1."""
-        self._send(subscribe_packet(topic_filter.encode(), 1))
-        suback = self._next(timeout, "SUBACK")
-        if suback_codes(suback) != (1, [1]):
-            raise self.fail(f"SUBSCRIBE {topic_filter} not granted at QoS 1: {suback.body!r}")
+        with self._named():
+            self._send(subscribe_packet(topic_filter.encode(), 1))
+            suback = self._next(timeout, "SUBACK")
+            if suback_codes(suback) != (1, [1]):
+                raise MqttError(f"SUBSCRIBE {topic_filter} not granted at QoS 1: {suback.body!r}")
 
     def receive(self, timeout: float) -> list[Message]:
         """The messages of one read (waiting at most ``timeout`` s), acknowledged."""
-        self._keep_alive()
-        packets, self.pending = self.pending, []
-        if not packets:
-            packets = self._read(timeout)
-        messages = []
-        acks = bytearray()
-        for packet in packets:
-            if packet.kind == PINGRESP and self.ping_sent is not None:
-                self.ping_sent = None
-                continue
-            message = parse_publish(packet)
-            if message.packet_id is not None:
-                acks += puback_packet(message.packet_id)
-            messages.append(message)
-        if acks:
-            self._send(bytes(acks))
-        return messages
+        with self._named():
+            self._keep_alive()
+            packets, self.pending = self.pending, []
+            if not packets:
+                packets = self._read(timeout)
+            messages = []
+            acks = bytearray()
+            for packet in packets:
+                if packet.kind == PINGRESP and self.ping_sent is not None:
+                    self.ping_sent = None
+                    continue
+                message = parse_publish(packet)
+                if message.packet_id is not None:
+                    acks += puback_packet(message.packet_id)
+                messages.append(message)
+            if acks:
+                self._send(bytes(acks))
+            return messages
 
     def close(self, timeout: float = 5.0) -> None:
         """DISCONNECT, and wait until the broker closed the connection: by then it has
         read every PUBACK sent before (a new session for the same client id could
         otherwise take over before it did, and get those messages again)."""
         try:
-            self._send(DISCONNECT_PACKET)
-            self._wait_closed(timeout)
+            with self._named():
+                self._send(DISCONNECT_PACKET)
+                self._wait_closed(timeout)
         finally:
             self.sock.close()
+
+    # internals: raise MqttError without the client id, the public methods add it
+
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        try:
+            yield
+        except MqttError as exc:
+            raise MqttError(f"{self.client_id}: {exc}") from None
 
     def _wait_closed(self, timeout: float) -> None:
         deadline = self.clock() + timeout
@@ -587,19 +605,19 @@ class Subscriber:
         except TimeoutError:
             pass
         except OSError as exc:
-            raise self.fail(f"closing failed: {exc}") from exc
-        raise self.fail(f"the broker did not close the connection within {timeout:g} s")
+            raise MqttError(f"closing failed: {exc}") from exc
+        raise MqttError(f"the broker did not close the connection within {timeout:g} s")
 
     def _next(self, timeout: float, what: str) -> Packet:
         deadline = self.clock() + timeout
         while not self.pending:
             left = deadline - self.clock()
             if left <= 0:
-                raise self.fail(f"no {what} within {timeout:g} s")
+                raise MqttError(f"no {what} within {timeout:g} s")
             self.pending = self._read(left)
         packet = self.pending.pop(0)
         if packet.name != what:
-            raise self.fail(f"unexpected {packet.name} from the broker (expected {what})")
+            raise MqttError(f"unexpected {packet.name} from the broker (expected {what})")
         return packet
 
     def _read(self, timeout: float) -> list[Packet]:
@@ -609,9 +627,9 @@ class Subscriber:
         except TimeoutError:
             return []
         except OSError as exc:
-            raise self.fail(f"receiving failed: {exc}") from exc
+            raise MqttError(f"receiving failed: {exc}") from exc
         if not data:
-            raise self.fail("the broker closed the connection")
+            raise MqttError("the broker closed the connection")
         return self.reader.feed(data)
 
     def _send(self, data: bytes) -> None:
@@ -619,14 +637,14 @@ class Subscriber:
         try:
             self.sock.sendall(data)
         except OSError as exc:
-            raise self.fail(f"sending failed: {exc}") from exc
+            raise MqttError(f"sending failed: {exc}") from exc
         self.last_sent = self.clock()
 
     def _keep_alive(self) -> None:
         now = self.clock()
         if self.ping_sent is not None:
             if now - self.ping_sent > self.keepalive:
-                raise self.fail(f"no PINGRESP within {self.keepalive} s")
+                raise MqttError(f"no PINGRESP within {self.keepalive} s")
         elif now - self.last_sent >= self.keepalive / 2:
             self._send(PINGREQ_PACKET)
             self.ping_sent = now

@@ -1,5 +1,6 @@
 """bench/_mqttpub: the benchmarks' lean QoS 1 publishers, against a real mosquitto."""
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,10 +16,10 @@ from bench._mqttpub import (
     PINGREQ_PACKET,
     Fleet,
     Message,
+    MqttError,
     Packet,
     PacketIds,
     PacketReader,
-    PublisherError,
     Subscriber,
     connack_code,
     connect_packet,
@@ -30,7 +31,7 @@ from bench._mqttpub import (
     suback_codes,
     subscribe_packet,
 )
-from scripts.services import Mosquitto
+from scripts.services import Mosquitto, free_port
 
 
 class PahoSubscriber:
@@ -76,6 +77,40 @@ def subscribe(broker: Mosquitto) -> Iterator:
     yield _subscribe
     for sub in started:
         sub.stop()
+
+
+class ScriptedBroker:
+    """A loopback peer speaking just enough MQTT to test what a real broker never does:
+    it answers CONNECT, then each PUBLISH with ``reply(packet id)``, one byte per TCP
+    segment (so every answer arrives split)."""
+
+    def __init__(self, reply: Any) -> None:
+        self.reply = reply
+        self.port = free_port()
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = PacketReader()
+        with conn:
+            while data := conn.recv(65536):
+                for packet in reader.feed(data):
+                    if packet.kind == 1:
+                        answer = b"\x20\x02\x00\x00"
+                    elif packet.kind == 3:
+                        answer = self.reply(parse_publish(packet).packet_id)
+                    else:
+                        return  # DISCONNECT
+                    for i in range(len(answer)):
+                        conn.sendall(answer[i : i + 1])
+                        time.sleep(0.002)
+
+    def stop(self) -> None:
+        self.server.close()
+        self.thread.join(5)
 
 
 # the codec
@@ -134,11 +169,11 @@ def test_reader_finds_every_packet_when_fed_one_byte_at_a_time() -> None:
 
 
 def test_reader_and_parsers_refuse_malformed_packets() -> None:
-    with pytest.raises(PublisherError, match="more than 4 bytes"):
+    with pytest.raises(MqttError, match="more than 4 bytes"):
         PacketReader().feed(b"\x40\xff\xff\xff\xff\x01")
-    with pytest.raises(PublisherError, match="malformed PUBACK"):
+    with pytest.raises(MqttError, match="malformed PUBACK"):
         puback_id(Packet(4, 0, b"\x00\x01\x02"))
-    with pytest.raises(PublisherError, match=r"malformed SUBACK.*expected PUBACK"):
+    with pytest.raises(MqttError, match=r"malformed SUBACK.*expected PUBACK"):
         puback_id(Packet(9, 0, b"\x00\x01"))
 
 
@@ -150,7 +185,7 @@ def test_packet_ids_wrap_after_65535_and_skip_ids_still_unacknowledged() -> None
     ids.release(1)
     ids.next = 65_533  # as if it went round once more: 65533 and 65535 are still in flight
     assert [ids.take(), ids.take(), ids.take()] == [65_534, 1, 2]
-    with pytest.raises(PublisherError, match="packet id 9, which is not in flight"):
+    with pytest.raises(MqttError, match="packet id 9, which is not in flight"):
         ids.release(9)
 
 
@@ -193,7 +228,7 @@ def test_a_quiet_connection_pings_and_stays_up(broker: Mosquitto, gateway_id: st
 
 def test_a_refused_connect_fails_loudly(make_broker: Any, gateway_id: str) -> None:
     locked = make_broker(anonymous=False)
-    with Fleet(locked.port, [gateway_id]) as fleet, pytest.raises(PublisherError) as err:
+    with Fleet(locked.port, [gateway_id]) as fleet, pytest.raises(MqttError) as err:
         fleet.connect(5)
     assert str(err.value) == (
         f"bench-{gateway_id}: the broker refused CONNECT: not authorized (return code 5) "
@@ -208,7 +243,7 @@ def test_a_broker_that_goes_away_fails_loudly(make_broker: Any, gateway_id: str)
         fleet.publish(gateway_id, b"one")
         fleet.drain(5)
         server.stop()
-        with pytest.raises(PublisherError, match=f"bench-{gateway_id}: .*(closed|failed)"):
+        with pytest.raises(MqttError, match=f"bench-{gateway_id}: .*(closed|failed)"):
             for _ in range(100):  # the window (2) fills, then the close is seen
                 fleet.publish(gateway_id, b"more")
                 fleet.poll(0.05)
@@ -249,7 +284,7 @@ def test_the_ingest_benchmarks_publisher_reports_its_failure(
     central_ingest._publisher(locked.port, [gateway_id], None, 0.2, 0.0, 0, 20, out)
     assert out == [
         {
-            "error": f"PublisherError: bench-{gateway_id}: the broker refused CONNECT: "
+            "error": f"MqttError: bench-{gateway_id}: the broker refused CONNECT: "
             "not authorized (return code 5) (0 messages unacknowledged)"
         }
     ]
@@ -267,9 +302,9 @@ def test_subscriber_packets_are_byte_exact_and_publishes_parse_at_qos_0_and_1() 
     )
     assert parse_publish(qos1) == Message(b"a/b", b"x" * 300, 1, 513, False)
     assert parse_publish(qos0) == Message(b"t", b"data", 0, None, False)
-    with pytest.raises(PublisherError, match="got PUBACK"):
+    with pytest.raises(MqttError, match="unexpected PUBACK"):
         parse_publish(Packet(4, 0, b"\x00\x01"))
-    with pytest.raises(PublisherError, match="no packet id"):
+    with pytest.raises(MqttError, match="no packet id"):
         parse_publish(Packet(3, 2, b"\x00\x01t\x00"))
 
 
@@ -313,7 +348,7 @@ def test_subscriber_refused_or_dropped_fails_loudly(make_broker: Any, gateway_id
     locked = make_broker(anonymous=False)
     with (
         Subscriber(locked.port, gateway_id) as sub,
-        pytest.raises(PublisherError, match="refused CONNECT: not authorized"),
+        pytest.raises(MqttError, match="refused CONNECT: not authorized"),
     ):
         sub.connect(5)
     server = make_broker()
@@ -321,5 +356,42 @@ def test_subscriber_refused_or_dropped_fails_loudly(make_broker: Any, gateway_id
         sub.connect()
         sub.subscribe("x/#")
         server.stop()
-        with pytest.raises(PublisherError, match=f"{gateway_id}: the broker closed the connection"):
+        with pytest.raises(MqttError, match=f"{gateway_id}: the broker closed the connection"):
             sub.receive(5)
+
+
+def test_pubacks_split_into_single_bytes_on_the_wire_are_all_read() -> None:
+    peer = ScriptedBroker(puback_packet)
+    try:
+        with Fleet(peer.port, ["gw"], window=3, first_id=65_534) as fleet:
+            fleet.connect(5)
+            ids = [fleet.publish("gw", b"m%d" % n) for n in range(12)]
+            fleet.drain(10)
+            assert ids == [65_534, 65_535, *range(1, 11)]
+            assert fleet.conns["gw"].acked == 12
+            fleet.close()
+    finally:
+        peer.stop()
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (lambda pid: puback_packet(pid + 7), "PUBACK for packet id 8, which is not in flight"),
+        (lambda pid: b"\x90\x03\x00\x01\x01", "unexpected SUBACK from the broker (connected)"),
+        (lambda pid: b"\x40\x03\x00\x01\x00", "malformed PUBACK: flags 0x0, 3 bytes"),
+    ],
+)
+def test_a_broker_answering_nonsense_fails_loudly_naming_the_gateway(
+    reply: Any, error: str
+) -> None:
+    peer = ScriptedBroker(reply)
+    try:
+        with Fleet(peer.port, ["gw"], window=3) as fleet:
+            fleet.connect(5)
+            fleet.publish("gw", b"m")
+            with pytest.raises(MqttError) as err:
+                fleet.drain(5)
+            assert str(err.value).startswith(f"bench-gw: {error}")
+    finally:
+        peer.stop()
