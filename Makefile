@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+FLUXCHECK := tests/central/fluxcheck
 
-.PHONY: help test demo demo-stop lint typecheck system-deps venv bench clean
+.PHONY: help test demo demo-stop lint typecheck system-deps venv fluxcheck bench clean
 
 help:
 	@echo "make test       run the whole test suite against real mosquitto and InfluxDB"
@@ -23,10 +24,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
+# Flux's own checker (WebAssembly, from npm) for the Flux central sends: tests/central/fluxcheck
+$(FLUXCHECK)/node_modules/.installed: $(FLUXCHECK)/package.json $(FLUXCHECK)/package-lock.json
+	npm ci --prefix $(FLUXCHECK) --no-audit --no-fund --ignore-scripts --silent
+	touch $@
+
+fluxcheck: system-deps $(FLUXCHECK)/node_modules/.installed
+
 system-deps:
 	scripts/install-system-deps
 
-test: system-deps venv
+test: system-deps venv fluxcheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: system-deps venv
@@ -41,4 +49,4 @@ lint: venv
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache $(FLUXCHECK)/node_modules

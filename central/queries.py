@@ -6,9 +6,9 @@ a caller gives goes into the query quoted and escaped (``quote_ident`` /
 
 InfluxDB 2.x (``v2``) through ``POST /api/v2/query`` with Flux, by influxdb-client's
 query API (annotated CSV parsed into tables). Every string a caller gives goes in
-as a Flux string literal escaped by ``quote_flux`` with the Flux spec's escapes
-(``\\``, ``\"``, and ``\${`` so no ``${...}`` interpolation can run; control
-characters as ``\n`` or ``\xNN``); times, durations and numbers are ones we format.
+as a Flux string literal escaped by ``quote_flux`` (``\\``, ``\"``, every ``$`` as
+the byte ``\x24`` so no ``${...}`` interpolation can run, control characters as
+``\n`` or ``\xNN``); times, durations and numbers are ones we format.
 Flux bind parameters (``params=`` of influxdb-client's query API) would be nicer,
 but InfluxDB documents them for InfluxDB Cloud only, and Pantau must work with the
 InfluxDB 2 OSS a city's data center runs. Escaping works on every Flux server.
@@ -181,16 +181,22 @@ class Queries:
 
 
 def quote_flux(text: str) -> str:
-    r"""A Flux string literal: double-quoted; ``\`` and ``"`` escaped by a backslash,
-    and so is the ``${`` that would start an interpolation (``\${``); control
-    characters as ``\n``, ``\r``, ``\t`` or ``\xNN`` (a control character's UTF-8 is
-    that one byte). Nothing in ``text`` can end the literal or run an expression."""
+    r"""A Flux string literal: double-quoted; ``\`` and ``"`` escaped by a backslash;
+    every ``$`` as the byte escape ``\x24``; control characters as ``\n``, ``\r``,
+    ``\t`` or ``\xNN`` (a control character's UTF-8 is that one byte). Nothing in
+    ``text`` can end the literal or run an expression.
+
+    Not ``\${`` for a ``$`` before ``{``: Flux's scanner reads a ``$`` and the
+    character after it as one (its ``dollar_value``), so a raw ``$`` before any
+    escape swallows that escape's backslash (``$\"`` would end the literal, ``$\${``
+    would interpolate). With no raw ``$`` in the literal that cannot happen.
+    (libflux/flux-core/src/scanner/scanner.rl in influxdata/flux.)"""
     out = ['"']
-    for index, char in enumerate(text):
+    for char in text:
         if char in ('"', "\\"):
             out.append("\\" + char)
-        elif char == "$" and text[index + 1 : index + 2] == "{":
-            out.append("\\$")
+        elif char == "$":
+            out.append("\\x24")
         elif char == "\n":
             out.append("\\n")
         elif char == "\r":

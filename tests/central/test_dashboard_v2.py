@@ -11,7 +11,11 @@ computes for the same data and the Flux central sent (``flux_*`` below model Flu
 answer a person expects. The Flux text itself is checked too, hostile names stay
 inside their string literals, and the pages show the values under v2."""
 
+import json
+import random
 import re
+import shutil
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,7 +31,7 @@ from fastapi.testclient import TestClient
 from central.api.app import create_app
 from central.config import CentralConfig
 from central.dashboard import reads
-from central.queries import Queries
+from central.queries import Queries, quote_flux
 from central.service import Central
 from scripts.services import InfluxDB
 from tests.central.influx_v2_query_server import (
@@ -41,6 +45,7 @@ from tests.central.test_queries_v2 import BUCKET, EVIL, ORG, TOKEN, rfc, split_f
 from wire.structs import convert
 
 SAMPLES = Path(__file__).parent / "flux_samples"
+FLUXCHECK = Path(__file__).parent / "fluxcheck"
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z: not on a whole minute
 MINUTE = 60_000
 TIME = "dateTime:RFC3339"
@@ -546,6 +551,86 @@ def test_last_receipts_under_v2_equal_the_influxql_ones(
         'and r._field == "bytes")\n'
     ) in flux
     assert '  |> group(columns: ["gateway", "device"])\n' in flux
+
+
+# every query compiles, by Flux's own checker
+
+
+def fluxcheck(check: list[str], decode: list[str]) -> tuple[list[bool], list[str | None]]:
+    """Flux's own parser and semantic checker (tests/central/fluxcheck): whether each
+    script in ``check`` compiles, and the value of each string literal in ``decode``
+    (None when Flux does not read it as one string literal)."""
+    node = shutil.which("node")
+    package = FLUXCHECK / "node_modules" / "@influxdata" / "flux-lsp-browser"
+    if node is None or not package.is_dir():
+        pytest.fail("Flux's checker is missing: run 'make fluxcheck' (tests/central/fluxcheck)")
+    done = subprocess.run(
+        [node, "--experimental-wasm-modules", "--no-warnings", str(FLUXCHECK / "validate.mjs")],
+        input=json.dumps({"check": check, "decode": decode}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert len(answer["check"]) == len(check) and len(answer["decode"]) == len(decode)
+    return answer["check"], answer["decode"]
+
+
+def test_every_flux_query_central_sends_compiles(v2: Queries) -> None:
+    flux = v2.flux
+    assert flux is not None
+    scripts = {
+        "latest": flux.latest_flux("gw", None),
+        "latest device": flux.latest_flux("gw", "dev"),
+        "series": flux.series_flux("gw", "d", "m", start_ms=T0, end_ms=T0 + 1, every_ms=MINUTE),
+        "sparklines": reads.sparklines_flux(flux, "gw", *SPAN, MINUTE),
+        "change": reads.change_flux(flux, "gw", "d", "m", T0),
+        "receipts WIB": reads.receipts_flux(
+            flux, T0, reads.day_location("Asia/Jakarta", T0, T0 + 86_400_000)
+        ),
+        "receipts -05:00": reads.receipts_flux(flux, T0, "timezone.fixed(offset: -18000s)"),
+        "receipts Berlin": reads.receipts_flux(
+            flux, T0, 'timezone.location(name: "Europe/Berlin")'
+        ),
+        "latest errors": reads.latest_errors_flux(flux, "gw"),
+        "last receipts": reads.last_receipts_flux(flux),
+    }
+    for index, evil in enumerate(EVIL):
+        scripts[f"sparklines evil {index}"] = reads.sparklines_flux(flux, evil, *SPAN, MINUTE)
+        scripts[f"change evil {index}"] = reads.change_flux(flux, evil, evil, evil, T0)
+        scripts[f"errors evil {index}"] = reads.latest_errors_flux(flux, evil)
+        scripts[f"series evil {index}"] = flux.series_flux(
+            evil, evil, evil, start_ms=T0, end_ms=T0 + 1, every_ms=MINUTE
+        )
+    # the checker refuses what InfluxDB would: a misspelt parameter, a missing
+    # import, a duration where a location belongs, an unterminated string
+    wrong = [
+        scripts["sparklines"].replace("createEmpty", "createEmtpy"),
+        scripts["receipts WIB"].replace('import "timezone"', ""),
+        scripts["receipts WIB"].replace("location: timezone.fixed(offset: 25200s)", "location: 7h"),
+        scripts["latest errors"].replace('"gw")', '"gw)'),
+    ]
+    verdicts, _ = fluxcheck([*scripts.values(), *wrong], [])
+    refused = [name for name, ok in zip(scripts, verdicts, strict=False) if not ok]
+    assert refused == []
+    assert verdicts[len(scripts) :] == [False] * len(wrong)
+
+
+def test_flux_reads_every_quoted_text_back_as_it_was() -> None:
+    """quote_flux through Flux's own parser: the literal's value is the text, for the
+    hostile names and for random texts of the characters that matter to the scanner
+    ($ { } " \\ and control characters; a raw "$" swallows the next backslash)."""
+    rng = random.Random(17)
+    alphabet = ['"', "\\", "$", "{", "}", "\n", "\r", "\t", "\x00", "\x7f", "x", "é", "✓"]
+    texts = [*EVIL, "$", "$$", '$"', "$\\", "${", "\\${", "a$"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10))) for _ in range(400)]
+    _, decoded = fluxcheck([], [quote_flux(text) for text in texts])
+    assert [t for t, d in zip(texts, decoded, strict=True) if t != d] == []
+    # what a "$" before an escape does: the checker sees it (the old \${ escaping)
+    _, (swallowed, ends) = fluxcheck([], ['"$\\${x}"', '"a$\\"b"'])
+    assert swallowed is None and ends is None
 
 
 # names

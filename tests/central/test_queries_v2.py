@@ -57,7 +57,12 @@ def central(tmp_path: Path, server: V2QueryServer) -> Iterator[Central]:
     c.close()
 
 
-# Flux string literals, decoded by the Flux spec (independently of quote_flux)
+# Flux string literals, decoded as Flux's scanner reads them (independently of
+# quote_flux): libflux/flux-core/src/scanner/scanner.rl in influxdata/flux —
+#   escaped_char = "\\" ( "n" | "r" | "t" | "\\" | '"' | "${" );
+#   dollar_value = "$" ( any - [{"] );      a "$" and the character after it, as one
+#   string_lit = '"' ( unicode_value | byte_value | dollar_value )* "$"? '"';
+# (test_dashboard_v2.py also checks quote_flux with Flux's own parser)
 
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"'}
 
@@ -65,7 +70,8 @@ _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"'}
 def split_flux(text: str) -> tuple[str, list[str]]:
     """The query with every string literal replaced by ``"…"``, and the literals'
     values. Fails on an unterminated literal, an unknown escape, or a ``${`` that
-    would interpolate an expression into a literal."""
+    would interpolate an expression into a literal. A ``$`` takes the character
+    after it along, as Flux's scanner does (so ``$\"`` ends the literal)."""
     skeleton: list[str] = []
     literals: list[str] = []
     i = 0
@@ -98,7 +104,16 @@ def split_flux(text: str) -> tuple[str, list[str]]:
                 else:
                     raise AssertionError(f"invalid escape \\{escape} in {text!r}")
                 continue
-            assert text[i : i + 2] != "${", f"interpolation inside a literal: {text!r}"
+            if char == "$":
+                after = text[i + 1 : i + 2]
+                assert after != "{", f"interpolation inside a literal: {text!r}"
+                if after == '"':  # a "$" right before the closing quote
+                    value.append(char)
+                    i += 1
+                else:  # dollar_value: taken with the next character, whatever it is
+                    value.append(text[i : i + 2])
+                    i += 2
+                continue
             value.append(char)
             i += 1
         literals.append("".join(value))
