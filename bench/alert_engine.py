@@ -26,6 +26,9 @@ Scenarios (200 gateways x 20 readings per message, ``--devices`` devices each):
   a tapping box and a traffic counter per gateway; one message every 10 s per gateway
   in sample time (a ``rate`` window of 10 minutes holds 60 points per series).
 
+``--births-every N`` adds a birth of the next gateway before every N-th timed message,
+as when gateways reconnect after a broker restart.
+
 Prints, per scenario, the CPU time of this process per reading (both threads of the
 service included: there is only this one) and readings/s, each repeat and the median,
 and wall-clock readings/s. The machine may be shared: compare runs made in the same
@@ -82,8 +85,8 @@ class Scenario:
     name: str
     rules: str
     births: list[wire.State]
-    warm: list[wire.Telemetry]
-    timed: list[wire.Telemetry]
+    warm: list[tuple[str, Any]]  # (kind, message) as ingest hands them over
+    timed: list[tuple[str, Any]]
 
 
 def _fleet(args: argparse.Namespace, start: float, river: bool, old: bool) -> Scenario:
@@ -145,7 +148,13 @@ def _fleet(args: argparse.Namespace, start: float, river: bool, old: bool) -> Sc
     name = "river" if river else ("ingest" if old else "live")
     rules = (ROOT / "deploy" / "rules.example.yaml").read_text() if river else BENCH_RULES
     half = args.messages
-    return Scenario(name, rules, births, messages[:half], messages[half:])
+    warm = [("telemetry", m) for m in messages[:half]]
+    timed: list[tuple[str, Any]] = []
+    for n, message in enumerate(messages[half:]):
+        if args.births_every and n % args.births_every == 0:  # a gateway reconnects
+            timed.append(("state", births[(n // args.births_every) % len(births)]))
+        timed.append(("telemetry", message))
+    return Scenario(name, rules, births, warm, timed)
 
 
 def _service(work: Path, rules: str) -> AlertService:
@@ -162,11 +171,11 @@ def _service(work: Path, rules: str) -> AlertService:
     return AlertService(config)
 
 
-def _feed(service: AlertService, messages: list[Any], chunk: int) -> None:
+def _feed(service: AlertService, messages: list[tuple[str, Any]], chunk: int) -> None:
     observe = service.observe
     for i in range(0, len(messages), chunk):
-        for message in messages[i : i + chunk]:
-            observe("telemetry", message)
+        for kind, message in messages[i : i + chunk]:
+            observe(kind, message)
         service.run_once()
 
 
@@ -200,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=20_000, help="timed messages per run")
     parser.add_argument("--chunk", type=int, default=4_000, help="messages per run_once()")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--births-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a birth (a gateway reconnecting) before every N-th timed message",
+    )
     args = parser.parse_args(argv)
     if args.devices > len(RIVER_DEVICES):
         parser.error(f"--devices: at most {len(RIVER_DEVICES)}")
@@ -208,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         if name not in ("live", "ingest", "river"):
             parser.error(f"--scenarios: unknown scenario {name!r}")
         scenario = _fleet(args, time.time(), river=name == "river", old=name == "ingest")
-        readings = sum(len(m.readings) for m in scenario.timed)
+        readings = sum(len(m.readings) for kind, m in scenario.timed if kind == "telemetry")
+        messages = sum(kind == "telemetry" for kind, _ in scenario.timed)
         cpus, walls = [], []
         for _ in range(args.repeat):
             cpu, wall = _run(scenario, args.chunk)
@@ -216,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             walls.append(readings / wall)
         median = statistics.median(cpus)
         print(
-            f"{name:7s} {readings} readings in {len(scenario.timed)} messages x {args.repeat}: "
+            f"{name:7s} {readings} readings in {messages} messages x {args.repeat}: "
             f"median {median:.3f} us CPU/reading = {1e6 / median:,.0f} readings/s per core "
             f"(runs: {', '.join(f'{c:.3f}' for c in cpus)} us); "
             f"wall median {statistics.median(walls):,.0f} readings/s"

@@ -139,16 +139,24 @@ class Engine:
         self.gateways: dict[str, GatewayFacts] = {}
         self.profiles: dict[tuple[str, str], str] = {}
         self.states: dict[tuple[str, Subject], AlertState] = {}
-        # (gateway, device, metric) -> the rules its readings drive, each with its alert
-        # state; gateway -> its offline rules with their state keys. Both depend on the
-        # rules, the gateway's site and the device's profile, and hold states: cleared
-        # (``_forget``) whenever one of those changes or a state is deleted.
-        self._cache: dict[tuple[str, str, str], list[_Slot]] = {}
+        # gateway -> (device, metric) -> the rules its readings drive, each with its alert
+        # state (``_cached`` entries in all); gateway -> its offline rules with their state
+        # keys. Both depend on the rules, the gateway's site and its devices' profiles, and
+        # hold states: dropped (``_forget``) whenever one of those changes or a state is
+        # deleted.
+        self._cache: dict[str, dict[tuple[str, str], list[_Slot]]] = {}
+        self._cached = 0
         self._offline_cache: dict[str, tuple[tuple[OfflineRule, tuple[str, Subject]], ...]] = {}
 
-    def _forget(self) -> None:
-        self._cache.clear()
-        self._offline_cache.clear()
+    def _forget(self, gateway: str | None = None) -> None:
+        """Drop the cached rules and states of ``gateway`` (None: of every gateway)."""
+        if gateway is None:
+            self._cache.clear()
+            self._cached = 0
+            self._offline_cache.clear()
+        else:
+            self._cached -= len(self._cache.pop(gateway, ()))
+            self._offline_cache.pop(gateway, None)
 
     # rules
 
@@ -212,7 +220,7 @@ class Engine:
                 del self.profiles[key]
             for device, profile in devices:
                 self.profiles[(gateway, device)] = profile
-            self._forget()
+            self._forget(gateway)
             for device, _ in devices:
                 self._known_device(gateway, device, now)
         else:
@@ -234,14 +242,11 @@ class Engine:
             seen = row.get("last_seen")
             if seen is not None and (facts.last_heard is None or seen > facts.last_heard):
                 facts.last_heard = seen
-        changed = False
         for gateway, device, profile in devices:
             if profile and self.profiles.get((gateway, device)) != profile:
                 self.profiles[(gateway, device)] = profile
-                changed = True
+                self._forget(gateway)
             self._known_device(gateway, device, now)
-        if changed:
-            self._forget()
         return []
 
     def _facts(self, gateway: str, site: str | None) -> GatewayFacts:
@@ -250,7 +255,7 @@ class Engine:
             facts = self.gateways[gateway] = GatewayFacts(site=site)
         elif site and facts.site != site:
             facts.site = site
-            self._forget()
+            self._forget(gateway)
         return facts
 
     def _known_device(self, gateway: str, device: str, now: float) -> None:
@@ -270,8 +275,8 @@ class Engine:
     def _slots(self, gateway: str, device: str, metric: str) -> list[_Slot]:
         """The rules a reading of (gateway, device, metric) drives, in the rules' order,
         each with the series' alert state if it exists; cached."""
-        key = (gateway, device, metric)
-        found = self._cache.get(key)
+        key = (device, metric)
+        found = self._cache.get(gateway, {}).get(key)
         if found is not None:
             return found
         where = self._where(gateway, device, metric)
@@ -293,9 +298,14 @@ class Engine:
                     kind = _RATE
             state_key = (rule.name, subject)
             found.append([kind, rule, self.states.get(state_key), extra, state_key])
-        if len(self._cache) >= RULE_CACHE_MAX:  # bounded, whatever gateways send
+        if self._cached >= RULE_CACHE_MAX:  # bounded, whatever gateways send
             self._cache.clear()
-        self._cache[key] = found
+            self._cached = 0
+        cache = self._cache.get(gateway)
+        if cache is None:
+            cache = self._cache[gateway] = {}
+        cache[key] = found
+        self._cached += 1
         return found
 
     def _slot_state(self, slot: _Slot) -> AlertState:
@@ -355,14 +365,15 @@ class Engine:
             out = []
         if site and (gateway not in self.gateways or self.gateways[gateway].site != site):
             self._facts(gateway, site)
-        cache = self._cache
+        cache = self._cache.get(gateway) or {}
         max_age = self.max_reading_age
         isnan = math.isnan
         now = self.now()  # one clock read per message
         for r in readings:
-            slots = cache.get((gateway, r.device, r.metric))
+            slots = cache.get((r.device, r.metric))
             if slots is None:
                 slots = self._slots(gateway, r.device, r.metric)
+                cache = self._cache[gateway]  # made (or emptied when full) by _slots
             if not slots:
                 continue
             ts = r.ts / 1000.0

@@ -94,6 +94,14 @@ def test_a_birth_or_the_registry_changing_a_profile_brings_a_device_under_its_ru
     engine.inventory([], [("gw-a", "river-2", "river/radar")])  # the registry knows it
     assert read(engine, clock, [("level", 11)], device="river-2") == [("firing", "high", "level")]
 
+    # another gateway's birth or inventory leaves this gateway's cached rules alone
+    assert read(engine, clock, [("level", 11)], gateway="gw-b") == []
+    engine.state("gw-b", "kota-a", True, [("river-1", "river/radar")])
+    engine.inventory([{"id": "gw-c", "site": "kota-c"}], [("gw-c", "river-1", "river/radar")])
+    assert "gw-a" in engine._cache and "gw-b" not in engine._cache
+    assert engine._cached == sum(map(len, engine._cache.values())) == 1
+    assert read(engine, clock, [("level", 11)], gateway="gw-b") == [("firing", "high", "level")]
+
 
 def test_a_gateway_moved_to_another_site_comes_under_that_sites_rules() -> None:
     clock = FakeTime()
@@ -170,7 +178,7 @@ def test_the_rule_cache_is_bounded_and_keeps_alerts_across_a_clear(
     assert read(engine, clock, [("m-0", 11)]) == [("firing", "high", "m-0")]
     for n in range(1, 1000):
         assert read(engine, clock, [(f"m-{n}", 1)]) == []
-        assert len(engine._cache) <= 100
+        assert engine._cached == sum(map(len, engine._cache.values())) <= 100
     assert read(engine, clock, [("m-0", 12)]) == []  # still firing, found again
     assert read(engine, clock, [("m-0", 5)]) == [("resolved", "high", "m-0")]
     assert read(engine, clock, [("m-0", 11)]) == [("firing", "high", "m-0")]
