@@ -127,8 +127,8 @@ def find(document: Any, path: list[Step]) -> Any:
             if not isinstance(value, dict):
                 raise PathError(f"{here} is {what(value)}, not an object")
             if step not in value:
-                keys = sorted(value)
-                listed = ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else "")
+                keys = [k if len(k) <= 40 else k[:37] + "..." for k in sorted(value)[:10]]
+                listed = ", ".join(keys) + (", ..." if len(value) > 10 else "")
                 raise PathError(f"no key {step!r} in {here} (it has: {listed or 'none'})")
             value = value[step]
     return value
@@ -148,7 +148,7 @@ def typed(value: Any, kind: ValueKind) -> int | float | bool | str:
             return bool(value)
     elif isinstance(value, int | float) and not isinstance(value, bool):
         return _number(value)
-    elif isinstance(value, str) and _NUMBER.fullmatch(value):
+    elif isinstance(value, str) and len(value) <= 100 and _NUMBER.fullmatch(value):
         text = value.strip()
         return _number(float(text) if any(c in text for c in ".eE") else int(text))
     expected = {"number": "a number", "bool": "true/false (or 0/1)", "string": "a string"}[kind]

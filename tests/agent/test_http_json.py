@@ -136,6 +136,8 @@ def test_typed_values() -> None:
         (True, "number"),
         ("12 cm", "number"),
         ("NaN", "number"),
+        ("1e999", "number"),
+        ("1" * 5000, "number"),  # past Python's int() digit limit: an error, not a crash
         (2, "bool"),
         ("true", "bool"),
         (3, "string"),
@@ -146,6 +148,10 @@ def test_typed_values() -> None:
             typed(value, kind)  # type: ignore[arg-type]
     with pytest.raises(PathError, match=r"no key 'b' in a \(it has: c\)"):
         find({"a": {"c": 1}}, ["a", "b"])
+    many = {f"k{i:02}": i for i in range(12)} | {"x" * 500: 0}
+    with pytest.raises(PathError) as caught:
+        find(many, ["b"])
+    assert str(caught.value).endswith("k08, k09, ...)") and len(str(caught.value)) < 200
 
 
 def test_value_scaled_with_unit_and_byte_order_mark(tmp_path: Path, server: str) -> None:
