@@ -268,9 +268,19 @@ class Database:
         return text
 
     def version(self, component: str) -> int:
-        self.execute(VERSIONS_TABLE)
-        row = self.one("SELECT version FROM schema_versions WHERE component = ?", (component,))
+        with self.transaction():
+            self._versions_table()
+            row = self.one("SELECT version FROM schema_versions WHERE component = ?", (component,))
         return int(row["version"]) if row else 0
+
+    def _versions_table(self) -> None:
+        """In a transaction: take the migration lock (PostgreSQL), then make sure the
+        versions table exists. Under the lock, because two workers starting at once
+        would both run ``CREATE TABLE IF NOT EXISTS``, and PostgreSQL lets the second
+        fail on its catalog's unique index instead of waiting."""
+        if self.dialect == "postgresql":
+            self.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+        self.execute(VERSIONS_TABLE)
 
     def _column_exists(self, statement: str) -> bool:
         """An ``ALTER TABLE t ADD COLUMN c`` whose column is there already: a SQLite file
@@ -293,11 +303,9 @@ class Database:
         """Bring ``component``'s schema to ``len(migrations)``; returns the version.
         Migration *n* (1-based) is ``migrations[n-1]``: SQL statements separated by
         ``;``, with ``{id}`` and ``{blob}`` for the engine's types."""
-        self.execute(VERSIONS_TABLE)
         while True:
             with self.transaction():
-                if self.dialect == "postgresql":
-                    self.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+                self._versions_table()
                 row = self.one(
                     "SELECT version FROM schema_versions WHERE component = ?", (component,)
                 )

@@ -1,6 +1,7 @@
 """The registry and the API tokens, one suite run over both stores: SQLite files under
 data_dir and PostgreSQL (``database.url``); and the versioned schema migrations."""
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,32 @@ def test_dead_letters_are_kept_by_age_and_size_and_replayable_rows_round_trip(
     pruned = registry.prune_dead_letters(max_age=60, max_bytes=10**9, now=time.time() + 120)
     assert pruned == {"age": 4, "size": 0}
     assert registry.dead_letter_stats() == {"by_reason": {}, "bytes": 0, "oldest": None}
+
+
+def test_workers_starting_at_once_create_the_schema_once(
+    tmp_path: Path, database: str | None
+) -> None:
+    """Several workers open the same fresh store at the same moment: each waits for the
+    one migrating (PostgreSQL's advisory lock, SQLite's write lock); none fails."""
+    where = target(database, tmp_path, "registry.db")
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            Registry(where).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    db = Database(where)
+    try:
+        assert db.version("registry") == len(MIGRATIONS)
+    finally:
+        db.close()
