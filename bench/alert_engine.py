@@ -26,6 +26,11 @@ Scenarios (200 gateways x 20 readings per message, ``--devices`` devices each):
   a tapping box and a traffic counter per gateway; one message every 10 s per gateway
   in sample time (a ``rate`` window of 10 minutes holds 60 points per series).
 
+``--paced R`` offers the timed messages at R readings/s from the main thread to the
+service's own engine thread, started as central starts it (``AlertService.start``), and
+reports the CPU of that thread alone (/proc, 10 ms ticks: use runs of seconds), wake-ups
+and hand-overs included.
+
 ``--births-every N`` adds a birth of the next gateway before every N-th timed message,
 as when gateways reconnect after a broker restart.
 
@@ -37,6 +42,7 @@ minutes, and trust the CPU figure more than the wall-clock one. The last line is
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -179,8 +185,38 @@ def _feed(service: AlertService, messages: list[tuple[str, Any]], chunk: int) ->
         service.run_once()
 
 
-def _run(scenario: Scenario, chunk: int) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of the timed pass in a fresh service."""
+def _thread_cpu(native_id: int) -> float:
+    """CPU seconds (user + system) of one thread of this process, from /proc."""
+    stat = Path(f"/proc/self/task/{native_id}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _paced(service: AlertService, messages: list[tuple[str, Any]], rate: float) -> float:
+    """Observe ``messages`` from this thread at ``rate`` readings/s while the service's
+    own engine thread runs, as ingest's network thread does; the engine thread's CPU
+    seconds until it has applied them all."""
+    assert service._thread is not None and service._thread.native_id is not None
+    tid = service._thread.native_id
+    per_message = max(1, len(messages[0][1].readings)) if messages else 1
+    cpu = _thread_cpu(tid)
+    start = time.perf_counter()
+    sent = 0
+    while sent < len(messages):
+        due = min(len(messages), int((time.perf_counter() - start) * rate / per_message) + 1)
+        for kind, message in messages[sent:due]:
+            service.observe(kind, message)
+        sent = due
+        time.sleep(0.001)
+    while not service._queue.empty():
+        time.sleep(0.01)
+    with service._lock:  # the engine thread is done with the last one
+        return _thread_cpu(tid) - cpu
+
+
+def _run(scenario: Scenario, chunk: int, rate: float = 0.0) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of the timed pass in a fresh service; with ``rate``,
+    paced, the CPU of the service's engine thread alone."""
     with tempfile.TemporaryDirectory(prefix="pantau-alert-bench-") as tmp:
         service = _service(Path(tmp), scenario.rules)
         try:
@@ -188,15 +224,25 @@ def _run(scenario: Scenario, chunk: int) -> tuple[float, float]:
                 service.observe("state", birth)
             service.run_once()
             _feed(service, scenario.warm, chunk)
-            cpu, wall = time.process_time(), time.perf_counter()
-            _feed(service, scenario.timed, chunk)
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if rate:
+                service.start()
+                wall = time.perf_counter()
+                cpu = _paced(service, scenario.timed, rate)
+                wall = time.perf_counter() - wall
+                service._stop.set()
+            else:
+                cpu, wall = time.process_time(), time.perf_counter()
+                _feed(service, scenario.timed, chunk)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             fired = service.incidents.firing()
             if fired:
                 raise SystemExit(f"{scenario.name}: {len(fired)} alert(s) fired: bench broken")
         finally:
-            service.outbox.stop()
-            service.store.close()
+            if service._thread is not None:
+                service.stop()
+            else:
+                service.outbox.stop()
+                service.store.close()
     return cpu, wall
 
 
@@ -209,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=20_000, help="timed messages per run")
     parser.add_argument("--chunk", type=int, default=4_000, help="messages per run_once()")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0.0,
+        metavar="READINGS_PER_S",
+        help="offer the timed messages at this rate to the service's own engine thread "
+        "(started as central starts it) and report that thread's CPU",
+    )
     parser.add_argument(
         "--births-every",
         type=int,
@@ -228,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         messages = sum(kind == "telemetry" for kind, _ in scenario.timed)
         cpus, walls = [], []
         for _ in range(args.repeat):
-            cpu, wall = _run(scenario, args.chunk)
+            cpu, wall = _run(scenario, args.chunk, args.paced)
             cpus.append(cpu / readings * 1e6)
             walls.append(readings / wall)
         median = statistics.median(cpus)
