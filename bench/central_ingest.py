@@ -584,6 +584,10 @@ def bench_pantau(
                 "api": {"listen": f"127.0.0.1:{port}"},
                 "log": {"level": "WARNING"},
                 "rules_file": str(rules),  # the alert engine sees every reading
+                # and evaluates it: the readings carry 2020 timestamps (each step its
+                # own range), older than the default max_reading_age of 10 minutes,
+                # which would let the engine skip every one as a backlog
+                "alerts": {"max_reading_age": "36500d"},
             }
         )
     )
