@@ -97,6 +97,13 @@ class AlertState:
 
 
 _STALE, _QUALITY, _THRESHOLD, _LEVELS, _RATE = range(5)
+_KINDS: dict[type, int] = {
+    StaleRule: _STALE,
+    QualityRule: _QUALITY,
+    ThresholdRule: _THRESHOLD,
+    LevelsRule: _LEVELS,
+    RateRule: _RATE,
+}
 
 
 _Slot = list[Any]
@@ -571,23 +578,39 @@ class Engine:
             if isinstance(offline, OfflineRule):
                 for gateway in list(self.gateways):
                     out += self._offline(offline, gateway, now)
+        # every alert state, in order; the kind of each rule looked up once per tick
+        kinds: dict[str, tuple[int, Any]] = {
+            rule.name: (_KINDS.get(type(rule), -1), rule) for rule in self.rules.rules
+        }
+        windows: dict[tuple[str, ZoneInfo], float | None] = {}  # stale schedules, this tick
         for state in list(self.states.values()):
-            rule = self.rules.by_name.get(state.rule)
-            if isinstance(rule, ThresholdRule):
+            kind, rule = kinds.get(state.rule, (-1, None))
+            if kind == _THRESHOLD:
                 if state.pending and not state.firing and now - (state.since or now) >= rule.for_:
                     out.append(self._transition("firing", rule, state))
-            elif isinstance(rule, LevelsRule):
+            elif kind == _LEVELS:
                 if state.pending and now - (state.pending_since or now) >= rule.for_:
                     out.append(self._set_level(rule, state, state.target))
-            elif isinstance(rule, StaleRule):
-                out += self._stale(rule, state, now)
-            elif isinstance(rule, QualityRule):
-                out += self._quality_check(rule, state, now)
-            elif isinstance(rule, RateRule) and state.firing:
+            elif kind == _STALE:
+                if not state.firing:
+                    out += self._stale(rule, state, now, windows)
+            elif kind == _QUALITY:
+                if state.bad or state.firing:
+                    out += self._quality_check(rule, state, now)
+                else:
+                    state.error = None  # as _quality_check does
+            elif kind == _RATE and state.firing:
                 out += self._rate_check(rule, state, now)
         return out
 
-    def _stale(self, rule: StaleRule, state: AlertState, now: float) -> list[Transition]:
+    def _stale(
+        self,
+        rule: StaleRule,
+        state: AlertState,
+        now: float,
+        windows: dict[tuple[str, ZoneInfo], float | None],
+    ) -> list[Transition]:
+        """``windows``: (rule, timezone) -> when its schedule's window opened, at ``now``."""
         if state.firing:
             return []
         since = state.last_seen if state.last_seen is not None else self.started
@@ -598,7 +621,11 @@ class Engine:
                 from central.alerts.schedule import zone
 
                 tz = zone(rule.schedule.timezone) or tz
-            opened = rule.schedule.window_start(now, tz)
+            key = (rule.name, tz)
+            if key in windows:
+                opened = windows[key]
+            else:
+                opened = windows[key] = rule.schedule.window_start(now, tz)
             if opened is None:
                 return []
             since = max(since, opened)

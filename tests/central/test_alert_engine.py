@@ -2,6 +2,7 @@
 alert states; each gateway's offline rules): what must drop them, their bound, and
 messages evaluated whole. The engine alone, on a driven clock."""
 
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -213,3 +214,21 @@ def test_rate_compares_with_the_lowest_and_highest_value_still_in_the_window() -
         ("resolved", "fall", "down"),
         ("resolved", "rise", "up"),
     ]
+
+
+def test_a_stale_schedule_opens_in_each_sites_own_timezone_within_one_tick() -> None:
+    zones = {"kota-wib": ZoneInfo("Asia/Jakarta"), "kota-wit": ZoneInfo("Asia/Jayapura")}
+    clock = FakeTime(datetime(2026, 12, 4, 7, 0, tzinfo=zones["kota-wib"]).timestamp())
+    silent = {
+        "name": "silent",
+        "kind": "stale",
+        "after": "10m",
+        "schedule": {"hours": "08:00-20:00"},
+    }
+    engine = Engine(rules(silent), now=clock, timezone_of=lambda site: zones[site or "kota-wib"])
+    for gateway, site in (("gw-wib", "kota-wib"), ("gw-wit", "kota-wit")):
+        engine.state(gateway, site, True, [("box-1", "tapping-box/x")])
+    clock.advance(30 * 60)  # 07:30 WIB: closed; 09:30 WIT: open since 08:00
+    assert [(t.change, t.subject.gateway) for t in engine.tick()] == [("firing", "gw-wit")]
+    clock.advance(60 * 60)  # 08:30 WIB: open for 30 min
+    assert [(t.change, t.subject.gateway) for t in engine.tick()] == [("firing", "gw-wib")]
