@@ -169,3 +169,15 @@ class WrappingCounter:
         if change != "jump" and (self.max_gap is None or gap <= self.max_gap):
             rate = round(delta * self.per_count * self.rate_per / gap, 9)
         return CounterUpdate(change, delta, self.total, rate)
+
+
+def point_metric_names(
+    metric: str, unit: str | None, counter: CounterSpec | None
+) -> list[tuple[str, str | None]]:
+    """(metric, unit) a driver's point declares: its own, then its counter's."""
+    return [(metric, unit), *(counter.metric_names() if counter is not None else [])]
+
+
+def point_all_metric_names(metric: str, counter: CounterSpec | None) -> list[str]:
+    """Every metric a point may give (``counter.moved_metric`` only at some polls)."""
+    return [metric, *(counter.all_metric_names() if counter is not None else [])]

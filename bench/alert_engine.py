@@ -51,25 +51,13 @@ from pathlib import Path
 from typing import Any
 
 import wire
+from bench.central_ingest import BASE_TS, BENCH_RULES
 from central.alerts.service import AlertService
 from central.config import CentralConfig
 from wire.structs import convert
 
 ROOT = Path(__file__).resolve().parents[1]
 
-BENCH_RULES = """
-rules:
-  - name: count-high
-    kind: threshold
-    match: {metric: count}
-    above: 1.0e15
-    severity: warning
-  - name: gateway-offline
-    kind: offline
-    after: 1h
-"""  # as bench/central_ingest.py BENCH_RULES
-
-INGEST_BASE_TS = 1_600_000_000_000  # bench/central_ingest's BASE_TS (2020, ms)
 
 # river: (device, profile, [(metric, value at step n)]); two readings per device
 RIVER_DEVICES: list[tuple[str, str, list[tuple[str, Any]]]] = [
@@ -126,7 +114,7 @@ def _fleet(args: argparse.Namespace, start: float, river: bool, old: bool) -> Sc
     messages: list[wire.Telemetry] = []
     counters = dict.fromkeys(gateways, 0)
     # fresh: from 5 minutes ago on (later ones lie ahead of the clock, still fresh)
-    base = INGEST_BASE_TS if old else int(start * 1000) - 300_000
+    base = BASE_TS if old else int(start * 1000) - 300_000
     for n in range(total):
         gateway = gateways[n % len(gateways)]
         k = counters[gateway]

@@ -49,6 +49,19 @@ _QOS_MASK = 0xF6  # a PUBLISH's first byte without its DUP and RETAIN flags
 _PUBLISH_QOS1 = 0x32
 
 
+def _varint(buf: bytes, at: int, end: int) -> tuple[int, int]:
+    """MQTT's variable byte integer at ``buf[at:end]`` (at most 4 bytes, 7 bits each):
+    (value, where it ends), or (0, -1) when it runs past ``end`` or is too long."""
+    value = shift = 0
+    for pos in range(at, min(end, at + 4)):
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos + 1
+        shift += 7
+    return 0, -1
+
+
 class BufferedSocket:
     """Wraps a connected socket (plain or TLS); everything but reads passes through."""
 
@@ -88,16 +101,9 @@ class BufferedSocket:
         end = len(buf)
         if pos >= end or buf[pos] & _QOS_MASK != _PUBLISH_QOS1:
             return None
-        length, shift, at = 0, 0, pos + 1
-        while True:  # the remaining length: at most 4 bytes, 7 bits each
-            if at >= end or at - pos > 4:
-                return None  # not all here yet, or malformed: paho deals with it
-            byte = buf[at]
-            at += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        length, at = _varint(buf, pos + 1, end)  # the remaining length
+        if at < 0:
+            return None  # not all here yet, or malformed: paho deals with it
         stop = at + length
         if stop > end or length < 4:
             return None
@@ -107,16 +113,9 @@ class BufferedSocket:
         mid = (buf[topic_end] << 8) | buf[topic_end + 1]
         body = topic_end + 2
         if mqtt5:  # properties: a variable-length size, then that many bytes, skipped
-            size, shift = 0, 0
-            while True:
-                if body >= stop or shift > 21:
-                    return None
-                byte = buf[body]
-                body += 1
-                size |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
+            size, body = _varint(buf, body, stop)
+            if body < 0:
+                return None
             body += size
             if body > stop:
                 return None

@@ -34,7 +34,12 @@ from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
-from agent.counters import CounterSpec, WrappingCounter
+from agent.counters import (
+    CounterSpec,
+    WrappingCounter,
+    point_all_metric_names,
+    point_metric_names,
+)
 from agent.drivers._jsonbody import JsonPath, PathError, ValueKind, find, steps, typed
 from agent.drivers._net import budget, describe, ms
 from agent.drivers._netcert import CertError, not_after
@@ -129,17 +134,10 @@ class HttpPoint(Section):
             raise ValueError("a counter uses counter.per_count, not scale/offset")
 
     def metric_names(self) -> list[tuple[str, str | None]]:
-        names = [(self.metric, self.unit)]
-        if self.counter is not None:
-            names += self.counter.metric_names()
-        return names
+        return point_metric_names(self.metric, self.unit, self.counter)
 
     def all_metric_names(self) -> list[str]:
-        """Every metric the point may give (``counter.moved_metric`` only at some polls)."""
-        names = [self.metric]
-        if self.counter is not None:
-            names += self.counter.all_metric_names()
-        return names
+        return point_all_metric_names(self.metric, self.counter)
 
 
 class HttpProfile(ProfileBase):

@@ -23,7 +23,12 @@ from msgspec import Meta
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from agent.counters import CounterSpec, WrappingCounter
+from agent.counters import (
+    CounterSpec,
+    WrappingCounter,
+    point_all_metric_names,
+    point_metric_names,
+)
 from agent.drivers._modbus_bus import ModbusBus, silent_interval
 from agent.drivers._modbus_decode import (
     FORMATS,
@@ -174,17 +179,10 @@ class ModbusPoint(Section):
         return PointSpan(index, self.function, self.address, self.size)
 
     def metric_names(self) -> list[tuple[str, str | None]]:
-        names = [(self.metric, self.unit)]
-        if self.counter is not None:
-            names += self.counter.metric_names()
-        return names
+        return point_metric_names(self.metric, self.unit, self.counter)
 
     def all_metric_names(self) -> list[str]:
-        """Every metric the point may give (``moved_metric`` only at some polls)."""
-        names = [self.metric]
-        if self.counter is not None:
-            names += self.counter.all_metric_names()
-        return names
+        return point_all_metric_names(self.metric, self.counter)
 
 
 class ModbusProfile(ProfileBase):
