@@ -608,6 +608,30 @@ def bench_pantau(
         return _stepped("pantau", influx, broker, "pantau", args, rates, pids, first_step, shape)
     finally:
         _stop(proc)
+        # central's MQTT sessions are persistent (that is how it loses nothing while
+        # stopped): end them, or the broker keeps queueing every later row's messages
+        # for them (for the alert feed, every message), which costs later rows
+        client_id = f"bench-central-{tag}"
+        ids = [client_id, *(f"{client_id}-{i}" for i in range(1, workers))]
+        _end_sessions(broker, ids + ([f"bench-{tag}-alerts"] if workers > 1 else []))
+
+
+def _end_sessions(broker: Mosquitto, client_ids: list[str]) -> None:
+    """Take over each persistent session with a clean start and no expiry: the broker
+    drops it and what it had queued."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    for client_id in client_ids:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        connected = threading.Event()
+        client.on_connect = lambda *_, done=connected: done.set()
+        client.connect("127.0.0.1", broker.port, clean_start=True)  # session expiry 0
+        client.loop_start()
+        if not connected.wait(10):
+            raise RuntimeError(f"could not end the MQTT session {client_id}")
+        client.disconnect()
+        client.loop_stop()
 
 
 NODE_RED_SPLIT = """
