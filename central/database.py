@@ -151,9 +151,9 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             conn.row_factory = _dict_row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
+            _wal(conn)
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._conn = conn
             return
         import psycopg
@@ -326,6 +326,21 @@ class Database:
                     "applied = excluded.applied",
                     (component, current + 1, time.time()),
                 )
+
+
+def _wal(conn: sqlite3.Connection, patience: float = 10.0) -> None:
+    """Put a SQLite file in WAL mode. Switching a new file needs it to itself, and SQLite
+    answers "database is locked" at once, without its busy timeout, when another
+    process (a worker starting at the same moment) holds it: try again a while."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 _ADD_COLUMN = re.compile(r"ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)", re.I)
