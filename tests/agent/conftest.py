@@ -17,7 +17,7 @@ import select
 import socket
 import threading
 import tty
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -328,3 +328,35 @@ def check_events(where: str, got: list[Any], expected: list[Mapping[str, Any]]) 
                 assert event.data.get(key) == pytest.approx(value, rel=1e-6), f"{where}: {event}"
             else:
                 assert event.data.get(key) == value, f"{where}: {event}"
+
+
+def run_golden_polls(
+    device: Any,
+    case_dir: Path,
+    case: Mapping[str, Any],
+    *,
+    before: Callable[[Mapping[str, Any]], None] = lambda poll: None,
+    samples_of: Callable[[list[Any]], list[Any]] = lambda samples: samples,
+    deliver: Callable[[str, int, list[Any]], None] = lambda device, ts, samples: None,
+) -> None:
+    """Poll ``device`` once per entry of the case's ``polls`` through the real Poller:
+    ``before`` sets up what the device answers to that poll, ``samples_of`` picks the
+    samples to check; each poll's readings and events must be the expected ones."""
+    from agent.clock import SystemClock
+    from agent.poller import Poller
+
+    raised: list[Any] = []
+
+    async def run() -> None:
+        poller = Poller(device.driver, deliver, SystemClock(), events=lambda d, e: raised.append(e))
+        try:
+            for index, poll in enumerate(case["polls"]):
+                before(poll)
+                samples = samples_of(await poller.poll(float(poll["at"])))
+                check_readings(f"{case_dir.name} poll {index}", samples, poll["expect"])
+                check_events(f"{case_dir.name} poll {index}", raised, poll.get("events") or [])
+                raised.clear()
+        finally:
+            await poller._close()
+
+    asyncio.run(run())

@@ -5,7 +5,6 @@ answers each poll with the case's body, the real Poller drives the real driver.
 milliseconds, not compared, and left out of the expected readings.
 """
 
-import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -15,12 +14,9 @@ from typing import Any
 
 import pytest
 
-from agent.clock import SystemClock
 from agent.config import DeviceSection
 from agent.devices import build_device
-from agent.drivers import EventOut
-from agent.poller import Poller
-from tests.agent.conftest import case_profile, check_events, check_readings, golden_cases, load_case
+from tests.agent.conftest import case_profile, golden_cases, load_case, run_golden_polls
 
 
 class Device:
@@ -93,29 +89,16 @@ def test_golden_case(
         settings=case.get("settings") or {},
     )
     device = build_device(section, profiles_dir, "case.yaml")
-    raised: list[EventOut] = []
 
-    async def run() -> None:
-        poller = Poller(
-            device.driver,
-            lambda d, ts, s: None,
-            SystemClock(),
-            events=lambda d, e: raised.append(e),
-        )
-        try:
-            for index, poll in enumerate(case["polls"]):
-                json_device.answer = (int(poll.get("status", 200)), body(case_dir, poll))
-                samples = await poller.poll(float(poll["at"]))
-                (latency,) = [s for s in samples if s.metric == "latency_ms"]
-                assert latency.quality == "good" and latency.unit == "ms"
-                assert isinstance(latency.value, float) and latency.value >= 0
-                samples = [s for s in samples if s.metric != "latency_ms"]
-                check_readings(f"{case_dir.name} poll {index}", samples, poll["expect"])
-                check_events(f"{case_dir.name} poll {index}", raised, poll.get("events") or [])
-                raised.clear()
-        finally:
-            await poller._close()
+    def before(poll: dict) -> None:
+        json_device.answer = (int(poll.get("status", 200)), body(case_dir, poll))
 
-    asyncio.run(run())
+    def checked(samples: list[Any]) -> list[Any]:
+        (latency,) = [s for s in samples if s.metric == "latency_ms"]
+        assert latency.quality == "good" and latency.unit == "ms"
+        assert isinstance(latency.value, float) and latency.value >= 0
+        return [s for s in samples if s.metric != "latency_ms"]
+
+    run_golden_polls(device, case_dir, case, before=before, samples_of=checked)
     assert len(json_device.requests) == len(case["polls"])
     assert {accept for _, accept in json_device.requests} == {"application/json"}

@@ -5,18 +5,20 @@ must make of it (see golden/README.md). The real Poller drives the real driver, 
 timeouts and exceptions come out exactly as the gateway reports them.
 """
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.clock import SystemClock
 from agent.config import DeviceSection
 from agent.devices import build_device
-from agent.drivers import EventOut, Sample
-from agent.poller import Poller
-from tests.agent.conftest import case_profile, check_events, check_readings, golden_cases, load_case
+from agent.drivers import Sample
+from tests.agent.conftest import (
+    case_profile,
+    golden_cases,
+    load_case,
+    run_golden_polls,
+)
 
 
 @pytest.mark.parametrize(("case_dir", "transport"), golden_cases("modbus"))
@@ -57,30 +59,16 @@ def test_golden_case(
         assert described == case["expect_requests"]
     delivered: list[tuple[str, int, list[Sample]]] = []
 
-    raised: list[EventOut] = []
+    def before(poll: dict) -> None:
+        for set_unit, image in (poll.get("set") or {}).items():
+            for function, cells in image.items():
+                for address, values in cells.items():
+                    assert server is not None, "set needs a server"
+                    server.set(int(set_unit), function, int(address), values)
 
-    async def run() -> None:
-        poller = Poller(
-            device.driver,
-            lambda d, ts, s: delivered.append((d, ts, s)),
-            SystemClock(),
-            events=lambda d, e: raised.append(e),
-        )
-        try:
-            for index, poll in enumerate(case["polls"]):
-                for set_unit, image in (poll.get("set") or {}).items():
-                    for function, cells in image.items():
-                        for address, values in cells.items():
-                            assert server is not None, "set needs a server"
-                            server.set(int(set_unit), function, int(address), values)
-                samples = await poller.poll(float(poll["at"]))
-                check_readings(f"{case_dir.name} poll {index}", samples, poll["expect"])
-                check_events(f"{case_dir.name} poll {index}", raised, poll.get("events") or [])
-                raised.clear()
-        finally:
-            await poller._close()
-
-    asyncio.run(run())
+    run_golden_polls(
+        device, case_dir, case, before=before, deliver=lambda d, ts, s: delivered.append((d, ts, s))
+    )
     assert [(d, ts) for d, ts, _ in delivered] == [
         ("dut", int(p["at"]) * 1000) for p in case["polls"]
     ]

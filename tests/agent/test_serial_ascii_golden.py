@@ -4,25 +4,20 @@ A streaming sensor is played by a thread writing its line every 50 ms; a polled 
 by a thread that answers only after it reads the profile's command.
 """
 
-import asyncio
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from agent.clock import SystemClock
 from agent.config import DeviceSection
 from agent.devices import build_device
-from agent.drivers import EventOut
-from agent.poller import Poller
 from tests.agent.conftest import (
     PtyPort,
     case_profile,
-    check_events,
-    check_readings,
     golden_cases,
     load_case,
+    run_golden_polls,
 )
 
 
@@ -80,26 +75,10 @@ def test_golden_case(
     )
     device = build_device(section, profiles_dir, "case.yaml")
 
-    raised: list[EventOut] = []
-
-    async def run() -> None:
-        poller = Poller(
-            device.driver,
-            lambda d, ts, s: None,
-            SystemClock(),
-            events=lambda d, e: raised.append(e),
-        )
-        try:
-            for index, poll in enumerate(case["polls"]):
-                player.payload = poll["sends"].encode("latin-1")
-                samples = await poller.poll(float(poll["at"]))
-                check_readings(f"{case_dir.name} poll {index}", samples, poll["expect"])
-                check_events(f"{case_dir.name} poll {index}", raised, poll.get("events") or [])
-                raised.clear()
-        finally:
-            await poller._close()
+    def before(poll: dict) -> None:
+        player.payload = poll["sends"].encode("latin-1")
 
     try:
-        asyncio.run(run())
+        run_golden_polls(device, case_dir, case, before=before)
     finally:
         player.stop()
