@@ -15,6 +15,8 @@ InfluxDB 2 OSS a city's data center runs. Escaping works on every Flux server.
 
 Both give the same answers: ``Latest`` rows and ``Bucket`` rows with the bucket
 start aligned to whole multiples of ``every`` since the epoch, as InfluxQL does.
+``latest(..., text=True)`` adds the text readings (``<measurement>_text``, strings)
+to the numeric ones (``<measurement>``); ``series`` is numeric only.
 
 Exceptions::
 
@@ -58,6 +60,24 @@ class Latest:
     metric: str
     value: Any
     ts: int  # ms
+
+
+def text_measurement(measurement: str) -> str:
+    """Where central stores the text readings of ``measurement`` (lineprotocol.Encoder)."""
+    return f"{measurement}_text"
+
+
+def merge_latest(numeric: list[Latest], text: list[Latest]) -> list[Latest]:
+    """Numeric and text latest rows as one list by (device, metric). A metric in both
+    (its profile changed its type) shows its newer value; at the same time the number."""
+    if not text:
+        return numeric
+    newest = {(r.device, r.metric): r for r in numeric}
+    for row in text:
+        have = newest.get((row.device, row.metric))
+        if have is None or row.ts > have.ts:
+            newest[(row.device, row.metric)] = row
+    return sorted(newest.values(), key=lambda item: (item.device, item.metric))
 
 
 @dataclass(frozen=True)
@@ -120,39 +140,52 @@ class Queries:
                 raise QueryError(f"InfluxDB: {result['error']}")
         return results
 
-    def latest(self, gateway: str, device: str | None = None) -> list[Latest]:
-        """The last stored value of every metric of ``gateway`` (one ``device`` or all).
+    def latest(
+        self, gateway: str, device: str | None = None, *, text: bool = False
+    ) -> list[Latest]:
+        """The last stored value of every metric of ``gateway`` (one ``device`` or all);
+        with ``text``, its text readings too (values as strings, ``merge_latest``).
 
         v1, two round trips: ``LAST(*)`` finds the metrics that have values, then one
-        ``LAST(<metric>)`` statement per metric gives each its own timestamp."""
+        ``LAST(<metric>)`` statement per metric gives each its own timestamp (with
+        ``text``, each round trip asks both measurements)."""
         if self._flux is not None:
-            return self._flux.latest(gateway, device)
-        measurement = quote_ident(self.config.measurement)
+            return self._flux.latest(gateway, device, text=text)
+        numeric = self.config.measurement
+        measurements = [numeric, text_measurement(numeric)] if text else [numeric]
         where = self._where(gateway, device)
-        first = self.query(f'SELECT LAST(*) FROM {measurement} WHERE {where} GROUP BY "device"')
-        metrics: set[str] = set()
-        for series in first[0].get("series") or []:
-            columns = series["columns"]
-            for row in series["values"]:
-                for column, value in zip(columns, row, strict=True):
-                    if column.startswith("last_") and value is not None:
-                        metrics.add(column[len("last_") :])
-        if not metrics:
-            return []
-        ordered = sorted(metrics)
-        statements = ";".join(
-            f'SELECT LAST({quote_ident(m)}) FROM {measurement} WHERE {where} GROUP BY "device"'
-            for m in ordered
+        first = self.query(
+            ";".join(
+                f'SELECT LAST(*) FROM {quote_ident(m)} WHERE {where} GROUP BY "device"'
+                for m in measurements
+            )
         )
-        out: list[Latest] = []
-        for metric, result in zip(ordered, self.query(statements), strict=True):
+        wanted: list[tuple[str, str]] = []  # (measurement, metric)
+        for measurement, result in zip(measurements, first, strict=True):
+            metrics: set[str] = set()
+            for series in result.get("series") or []:
+                columns = series["columns"]
+                for row in series["values"]:
+                    for column, value in zip(columns, row, strict=True):
+                        if column.startswith("last_") and value is not None:
+                            metrics.add(column[len("last_") :])
+            wanted += [(measurement, metric) for metric in sorted(metrics)]
+        if not wanted:
+            return []
+        statements = ";".join(
+            f"SELECT LAST({quote_ident(metric)}) FROM {quote_ident(measurement)} "
+            f'WHERE {where} GROUP BY "device"'
+            for measurement, metric in wanted
+        )
+        out: dict[str, list[Latest]] = {m: [] for m in measurements}
+        for (measurement, metric), result in zip(wanted, self.query(statements), strict=True):
             for series in result.get("series") or []:
                 device_name = (series.get("tags") or {}).get("device", "")
                 for ts, value in series["values"]:
                     if value is not None:
-                        out.append(Latest(device_name, metric, value, int(ts)))
-        out.sort(key=lambda item: (item.device, item.metric))
-        return out
+                        out[measurement].append(Latest(device_name, metric, value, int(ts)))
+        rows = sorted(out[numeric], key=lambda item: (item.device, item.metric))
+        return merge_latest(rows, out[measurements[1]] if text else [])
 
     def series(
         self, gateway: str, device: str, metric: str, *, start_ms: int, end_ms: int, every_ms: int
@@ -219,6 +252,7 @@ def flux_time(ms: int) -> str:
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 STATS = ("mean", "min", "max", "count")
+NUMERIC, TEXT = "numeric", "text"  # the results of latest_flux(..., text=True)
 
 
 def ms_of(value: Any, what: str) -> int:
@@ -252,8 +286,16 @@ class FluxQueries:
         """``from(bucket: ...)``; the range and filters come next."""
         return f"from(bucket: {quote_flux(self.config.bucket or '')})"
 
-    def _filter(self, gateway: str, device: str | None, metric: str | None = None) -> str:
-        parts = [f"r._measurement == {quote_flux(self.config.measurement)}"]
+    def _filter(
+        self,
+        gateway: str,
+        device: str | None,
+        metric: str | None = None,
+        measurement: str | None = None,
+    ) -> str:
+        if measurement is None:
+            measurement = self.config.measurement
+        parts = [f"r._measurement == {quote_flux(measurement)}"]
         if metric is not None:
             parts.append(f"r._field == {quote_flux(metric)}")
         parts.append(f"r.gateway == {quote_flux(gateway)}")
@@ -261,21 +303,30 @@ class FluxQueries:
             parts.append(f"r.device == {quote_flux(device)}")
         return f"  |> filter(fn: (r) => {' and '.join(parts)})\n"
 
-    def latest_flux(self, gateway: str, device: str | None) -> str:
-        """The last value of each (device, metric): ``last()`` per series (pushed down
-        to storage), then the newest of those per device and field, whatever the
-        ``site`` tag. ``stop: 1d`` (now + 1 day) keeps readings from a gateway
-        whose clock runs a little ahead."""
+    def _newest(self, measurement: str, gateway: str, device: str | None) -> str:
         return (
             f"{self.source()}\n"
             "  |> range(start: 0, stop: 1d)\n"
-            f"{self._filter(gateway, device)}"
+            f"{self._filter(gateway, device, measurement=measurement)}"
             "  |> last()\n"
             '  |> group(columns: ["device", "_field"])\n'
             '  |> sort(columns: ["_time"])\n'
             "  |> last()\n"
             '  |> keep(columns: ["device", "_field", "_value", "_time"])\n'
         )
+
+    def latest_flux(self, gateway: str, device: str | None, *, text: bool = False) -> str:
+        """The last value of each (device, metric): ``last()`` per series (pushed down
+        to storage), then the newest of those per device and field, whatever the
+        ``site`` tag. ``stop: 1d`` (now + 1 day) keeps readings from a gateway
+        whose clock runs a little ahead. With ``text``, the same of the text
+        measurement follows, the two yielded as results ``numeric`` and ``text``
+        (one table can't hold a float and a string ``_value``)."""
+        numeric = self._newest(self.config.measurement, gateway, device)
+        if not text:
+            return numeric
+        texts = self._newest(text_measurement(self.config.measurement), gateway, device)
+        return f'{numeric}  |> yield(name: "{NUMERIC}")\n{texts}  |> yield(name: "{TEXT}")\n'
 
     def series_flux(
         self, gateway: str, device: str, metric: str, *, start_ms: int, end_ms: int, every_ms: int
@@ -325,9 +376,12 @@ class FluxQueries:
         except (FluxCsvParserException, ValueError, IndexError, KeyError, TypeError) as exc:
             raise QueryError(f"InfluxDB answered unreadable CSV: {exc}") from None
 
-    def latest(self, gateway: str, device: str | None = None) -> list[Latest]:
+    def latest(
+        self, gateway: str, device: str | None = None, *, text: bool = False
+    ) -> list[Latest]:
         out: list[Latest] = []
-        for table in self.run(self.latest_flux(gateway, device)):
+        texts: list[Latest] = []
+        for table in self.run(self.latest_flux(gateway, device, text=text)):
             for record in table.records:
                 values = record.values
                 metric, value = values.get("_field"), values.get("_value")
@@ -335,10 +389,11 @@ class FluxQueries:
                     raise QueryError("InfluxDB answered a row without a valid _field")
                 if value is None:
                     continue
-                if not isinstance(value, bool | int | float | str):
+                is_text = text and values.get("result") == TEXT
+                if not isinstance(value, str if is_text else bool | int | float | str):
                     raise QueryError(f"InfluxDB answered a {type(value).__name__} for {metric}")
                 device_name = values.get("device")
-                out.append(
+                (texts if is_text else out).append(
                     Latest(
                         device_name if isinstance(device_name, str) else "",
                         metric,
@@ -347,7 +402,7 @@ class FluxQueries:
                     )
                 )
         out.sort(key=lambda item: (item.device, item.metric))
-        return out
+        return merge_latest(out, texts)
 
     def series(
         self, gateway: str, device: str, metric: str, *, start_ms: int, end_ms: int, every_ms: int

@@ -195,7 +195,9 @@ def gateway(central: Central, gateway_id: str, now: float) -> dict[str, Any] | N
     if row is None:
         return None
     problems = Problems()
-    latest = problems.run("latest readings", lambda: central.queries.latest(gateway_id), [])
+    latest = problems.run(
+        "latest readings", lambda: central.queries.latest(gateway_id, text=True), []
+    )
     errors = problems.run(
         "reading errors", lambda: reads.latest_errors(central.queries, gateway_id), {}
     )

@@ -7,8 +7,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+import wire
+import wire.structs
 from central.api.app import create_app
 from central.config import CentralConfig
+from central.lineprotocol import Encoder
 from central.service import Central
 from scripts.services import InfluxDB
 from wire.structs import convert
@@ -173,6 +176,52 @@ def test_latest_and_series_come_from_influxdb(
         (t0 + 100_000, 20, 100.5, 119.5),
     ]
     assert points[1]["mean"] == pytest.approx(70.0)
+
+
+def test_latest_has_the_text_readings_too_as_strings(
+    client: TestClient, central: Central, influx: InfluxDB, influx_db: str, reader: dict[str, str]
+) -> None:
+    t0 = 1_700_000_000_000
+    readings = [  # written by central's own encoder, as ingest writes them
+        {"device": "pump-1", "metric": "flow_lps", "value": 12.5, "ts": t0},
+        {"device": "pump-1", "metric": "firmware", "value": "v2.<b>1</b>", "ts": t0 + 1000},
+        {"device": "pump-1", "metric": "state", "value": "1.5", "ts": t0 + 2000},  # not a number
+        {"device": "pump-1", "metric": "mode", "value": 3.0, "ts": t0},  # then it became text:
+        {"device": "pump-1", "metric": "mode", "value": "auto", "ts": t0 + 5000},  # newer wins
+        {"device": "pump-1", "metric": "alarm", "value": "none", "ts": t0},  # then a number:
+        {"device": "pump-1", "metric": "alarm", "value": 0.0, "ts": t0},  # same time: the number
+        {"device": "gate-2", "metric": "status", "value": "closed", "ts": t0 + 3000},
+        {"device": "gate-2", "metric": "open_pct", "value": 0.0, "ts": t0 + 3000},
+    ]
+    message = wire.structs.convert(
+        {"gateway": "gw-t", "seq": 1, "readings": readings}, wire.Telemetry
+    )
+    lines = Encoder().telemetry(message, site="kota-bogor")
+    other = {"gateway": "gw-u", "seq": 1, "readings": [{**readings[1], "value": "not mine"}]}
+    lines += Encoder().telemetry(wire.structs.convert(other, wire.Telemetry), site="kota-bogor")
+    _write(influx, influx_db, lines)
+    assert influx.values('SELECT "firmware" FROM "readings_text"', influx_db)  # stored as text
+
+    latest = client.get("/api/v1/readings/latest?gateway=gw-t", headers=reader).json()
+    assert [(r["device"], r["metric"], r["value"], r["ts"]) for r in latest] == [
+        ("gate-2", "open_pct", 0.0, t0 + 3000),
+        ("gate-2", "status", "closed", t0 + 3000),
+        ("pump-1", "alarm", 0.0, t0),
+        ("pump-1", "firmware", "v2.<b>1</b>", t0 + 1000),
+        ("pump-1", "flow_lps", 12.5, t0),
+        ("pump-1", "mode", "auto", t0 + 5000),
+        ("pump-1", "state", "1.5", t0 + 2000),  # a string stays a string in the JSON
+    ]
+    assert latest[1]["time"] == "2023-11-14T22:13:23Z"
+    one = client.get("/api/v1/readings/latest?gateway=gw-t&device=gate-2", headers=reader)
+    assert [(r["metric"], r["value"]) for r in one.json()] == [
+        ("open_pct", 0.0),
+        ("status", "closed"),
+    ]
+    # the numeric reads (river, network pages) leave the text out
+    assert [r.metric for r in central.queries.latest("gw-t", "gate-2")] == ["open_pct"]
+    text_only = client.get("/api/v1/readings/latest?gateway=gw-u", headers=reader).json()
+    assert [(r["metric"], r["value"]) for r in text_only] == [("firmware", "not mine")]
 
 
 @pytest.mark.parametrize(

@@ -221,6 +221,33 @@ def test_river_tapping_and_network_pages_show_the_stored_values(
     assert "s-offline" in app.split("</tr>")[0] and "900 ms" in app.split("</tr>")[0]
 
 
+def test_the_gateway_page_shows_text_readings_escaped(
+    client: TestClient, central: Central, influx: InfluxDB, influx_db: str
+) -> None:
+    now = int(time.time() * 1000)
+    _state(central, "gw-pompa", "bogor", [("pump-1", "water/pump-abc")])
+    tags = "device=pump-1,gateway=gw-pompa,site=bogor"
+    _write(
+        influx,
+        influx_db,
+        [
+            f"readings,{tags} flow_lps=12.5 {now - 60_000}",
+            f"readings,{tags} flow_lps=13.25 {now - 1000}",
+            f'readings_text,{tags} firmware="v2.<b>1</b> & \\"beta\\"" {now - 2000}',
+        ],
+    )
+    _sign_in(client, central.tokens.create("read")[1])
+    page = client.get("/gateways/gw-pompa").text
+    assert "InfluxDB did not answer" not in page
+    flow = page[page.index('data-metric="flow_lps"') :].split("</tr>")[0]
+    assert '<td class="n value">13.25</td>' in flow and "q-good" in flow
+    assert "<polyline" in flow  # numbers keep their sparkline
+    firmware = page[page.index('data-metric="firmware"') :].split("</tr>")[0]
+    assert '<td class="value text">v2.&lt;b&gt;1&lt;/b&gt; &amp; &#34;beta&#34;</td>' in firmware
+    assert "q-good" in firmware and "<polyline" not in firmware  # no sparkline for text
+    assert "<b>1</b>" not in page
+
+
 def test_overview_counts_agree_with_the_api(client: TestClient, central: Central) -> None:
     central.registry.create_gateway("gw-a", site="ambon", lat=-3.7, lon=128.2)
     central.registry.create_gateway("gw-b", site="bogor", lat=-6.6, lon=106.8)

@@ -28,10 +28,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+import wire
 from central.api.app import create_app
 from central.config import CentralConfig
 from central.dashboard import reads
-from central.queries import Queries, quote_flux
+from central.lineprotocol import Encoder
+from central.queries import Latest, Queries, quote_flux
 from central.service import Central
 from scripts.services import InfluxDB
 from tests.central.influx_v2_query_server import (
@@ -237,7 +239,9 @@ def flux_receipts(events: list[Event], since: int, now: int, timezone: str) -> l
     return counts + sums
 
 
-def flux_newest(rows: list[tuple[dict[str, str], int, str, str]], by: list[str]) -> list[Table]:
+def flux_newest(
+    rows: list[tuple[dict[str, str], int, str, str]], by: list[str], result: str = "_result"
+) -> list[Table]:
     """last() per series, group(by), sort(_time), last(), keep(by + _time, _value):
     ``rows`` as (tags, ms, value, datatype); one table per group, in key order."""
     newest: dict[tuple[str, ...], tuple[int, str, str]] = {}
@@ -253,6 +257,7 @@ def flux_newest(rows: list[tuple[dict[str, str], int, str, str]], by: list[str])
                 ("_value", datatype, False),
             ],
             [[*key, rfc(ts), value]],
+            result,
         )
         for key, (ts, value, datatype) in sorted(newest.items())
     ]
@@ -553,6 +558,64 @@ def test_last_receipts_under_v2_equal_the_influxql_ones(
     assert '  |> group(columns: ["gateway", "device"])\n' in flux
 
 
+def test_latest_with_text_under_v2_equals_the_influxql_one(
+    v1: Queries, v2: Queries, influx: InfluxDB, influx_db: str, server: V2QueryServer
+) -> None:
+    readings: list[tuple[str, str, str, int, float | str]] = [  # device, site, metric, ms, value
+        ("pump-1", "bogor", "flow_lps", T0 + 1_000, 12.5),
+        ("pump-1", "bogor-2", "flow_lps", T0 + 9_000, 13.0),  # newest, other site
+        ("pump-1", "bogor", "firmware", T0 + 2_000, "v2.0"),
+        ("pump-1", "bogor-2", "firmware", T0 + 8_000, 'v2.<b>1</b> "$x"'),  # newest
+        ("pump-1", "bogor", "mode", T0 + 1_000, 3.0),  # then text, newer: the text
+        ("pump-1", "bogor", "mode", T0 + 4_000, "auto"),
+        ("gate-2", "bogor", "status", T0 + 3_000, "closed"),
+    ]
+    lines: list[str] = []
+    for device, site, metric, ts, value in readings:
+        message = convert(
+            {
+                "gateway": "gw-a",
+                "seq": 1,
+                "readings": [{"device": device, "metric": metric, "value": value, "ts": ts}],
+            },
+            wire.Telemetry,
+        )
+        lines += Encoder().telemetry(message, site=site)
+    write_v1(influx, influx_db, lines)
+    expected = [
+        Latest("gate-2", "status", "closed", T0 + 3_000),
+        Latest("pump-1", "firmware", 'v2.<b>1</b> "$x"', T0 + 8_000),
+        Latest("pump-1", "flow_lps", 13.0, T0 + 9_000),
+        Latest("pump-1", "mode", "auto", T0 + 4_000),
+    ]
+    assert v1.latest("gw-a", text=True) == expected
+    assert [r.metric for r in v1.latest("gw-a")] == ["flow_lps", "mode"]  # numbers only
+
+    def rows(text: bool) -> list[tuple[dict[str, str], int, str, str]]:
+        return [
+            (
+                {"device": device, "_field": metric},
+                ts,
+                value if isinstance(value, str) else num(value),
+                "string" if isinstance(value, str) else "double",
+            )
+            for device, _site, metric, ts, value in readings
+            if isinstance(value, str) == text
+        ]
+
+    by = ["device", "_field"]
+    server.reply_tables(
+        flux_newest(rows(False), by, "numeric") + flux_newest(rows(True), by, "text")
+    )
+    assert v2.latest("gw-a", text=True) == expected
+    assert server.errors == []
+    (flux,) = server.flux
+    assert v2.flux is not None
+    numeric = v2.flux.latest_flux("gw-a", None)
+    text = numeric.replace('"readings"', '"readings_text"')
+    assert flux == f'{numeric}  |> yield(name: "numeric")\n{text}  |> yield(name: "text")\n'
+
+
 # every query compiles, by Flux's own checker
 
 
@@ -584,6 +647,8 @@ def test_every_flux_query_central_sends_compiles(v2: Queries) -> None:
     scripts = {
         "latest": flux.latest_flux("gw", None),
         "latest device": flux.latest_flux("gw", "dev"),
+        "latest text": flux.latest_flux("gw", None, text=True),
+        "latest text device": flux.latest_flux("gw", "dev", text=True),
         "series": flux.series_flux("gw", "d", "m", start_ms=T0, end_ms=T0 + 1, every_ms=MINUTE),
         "sparklines": reads.sparklines_flux(flux, "gw", *SPAN, MINUTE),
         "change": reads.change_flux(flux, "gw", "d", "m", T0),
@@ -601,6 +666,7 @@ def test_every_flux_query_central_sends_compiles(v2: Queries) -> None:
         scripts[f"sparklines evil {index}"] = reads.sparklines_flux(flux, evil, *SPAN, MINUTE)
         scripts[f"change evil {index}"] = reads.change_flux(flux, evil, evil, evil, T0)
         scripts[f"errors evil {index}"] = reads.latest_errors_flux(flux, evil)
+        scripts[f"latest text evil {index}"] = flux.latest_flux(evil, evil, text=True)
         scripts[f"series evil {index}"] = flux.series_flux(
             evil, evil, evil, start_ms=T0, end_ms=T0 + 1, every_ms=MINUTE
         )
@@ -680,9 +746,12 @@ def test_bucket_and_measurement_names_are_literals_too(
         reads.receipts(q, T0, "Asia/Jakarta", T0 + 86_400_000)
         reads.latest_errors(q, "gw")
         reads.last_receipts(q)
+        q.latest("gw", text=True)
     finally:
         q.close()
-    lines, change, receipts, errors, last = (split_flux(f) for f in server.flux)
+    lines, change, receipts, errors, last, latest = (split_flux(f) for f in server.flux)
+    names = [bucket, measurement, "gw", bucket, f"{measurement}_text", "gw"]
+    assert [v for v in latest[1] if v in names] == names
     assert lines[1][:2] == [bucket, measurement]
     assert change[1][:2] == [bucket, measurement]
     assert errors[1][:2] == [bucket, f"{measurement}_errors"]
@@ -708,8 +777,6 @@ def _latest(device: str, metric: str, ts: int, value: float) -> Table:
 def test_the_pages_show_sparklines_trend_and_sums_under_v2(
     server: V2QueryServer, tmp_path: Path
 ) -> None:
-    import wire
-
     now = int(time.time() * 1000)
     points: list[Point] = [
         ("gw-sungai", "level-1", "bogor", "level_m", now - 300_000, 2.9),
@@ -738,7 +805,24 @@ def test_the_pages_show_sparklines_trend_and_sums_under_v2(
                 [({"gateway": "gw-resto", "device": "box-1"}, now - 1000, "280", "double")],
                 ["gateway", "device"],
             )
-        elif 'r.gateway == "gw-sungai"' in flux:  # latest
+        elif 'r.gateway == "gw-sungai"' in flux and 'yield(name: "text")' in flux:
+            level = _latest("level-1", "level_m", now - 1_000, 3.1)
+            tables = [
+                Table(level.columns, level.rows, "numeric"),
+                *flux_newest(
+                    [
+                        (
+                            {"device": "level-1", "_field": "firmware"},
+                            now - 900,
+                            "v<b>7</b>",
+                            "string",
+                        )
+                    ],
+                    ["device", "_field"],
+                    "text",
+                ),
+            ]
+        elif 'r.gateway == "gw-sungai"' in flux:  # latest, numbers only (river page)
             tables = [_latest("level-1", "level_m", now - 1_000, 3.1)]
         else:
             tables = []
@@ -774,6 +858,8 @@ def test_the_pages_show_sparklines_trend_and_sums_under_v2(
             assert "3.1" in row and "q-good" in row
             row = page[page.index('data-metric="rain_mm"') :].split("</tr>")[0]
             assert "q-bad" in row and "timeout" in row  # a failed read, with its error
+            row = page[page.index('data-metric="firmware"') :].split("</tr>")[0]
+            assert '<td class="value text">v&lt;b&gt;7&lt;/b&gt;</td>' in row and "q-good" in row
 
             river = client.get("/river").text
             row = river[river.index('data-device="level-1"') :].split("</tr>")[0]

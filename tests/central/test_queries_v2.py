@@ -231,6 +231,56 @@ def test_latest_parses_influxdb2_tables_into_the_v1_shape(
     assert 'r.device == "rain-1"' in server.flux[-1]
 
 
+def test_latest_reads_the_text_readings_in_the_same_query(
+    client: TestClient, central: Central, server: V2QueryServer, reader: dict[str, str]
+) -> None:
+    def table(value_type: str, ms: int, value: str, field: str, result: str) -> Table:
+        one = _latest_table(value_type, ms, value, field, "pump-1")
+        return Table(one.columns, one.rows, result)
+
+    server.reply_tables(
+        [
+            table("double", T0, "12.5", "flow_lps", "numeric"),
+            table("double", T0, "3", "mode", "numeric"),
+            table("double", T0, "0", "alarm", "numeric"),
+            table("string", T0 + 1000, "v2.<b>1</b>", "firmware", "text"),
+            table("string", T0 + 2000, "1.5", "state", "text"),
+            table("string", T0 + 5000, "auto", "mode", "text"),  # newer than the number
+            table("string", T0, "none", "alarm", "text"),  # as new as the number
+        ]
+    )
+    resp = client.get("/api/v1/readings/latest?gateway=gw-t", headers=reader)
+    assert resp.status_code == 200, resp.text
+    assert [(r["device"], r["metric"], r["value"], r["ts"]) for r in resp.json()] == [
+        ("pump-1", "alarm", 0.0, T0),
+        ("pump-1", "firmware", "v2.<b>1</b>", T0 + 1000),
+        ("pump-1", "flow_lps", 12.5, T0),
+        ("pump-1", "mode", "auto", T0 + 5000),
+        ("pump-1", "state", "1.5", T0 + 2000),
+    ]
+    assert server.errors == []
+    (flux,) = server.flux  # one query, two results
+    numeric, text = flux.split('  |> yield(name: "numeric")\n')
+    assert text.endswith('  |> yield(name: "text")\n')
+    assert central.queries.flux is not None
+    assert numeric == central.queries.flux.latest_flux("gw-t", None)  # as without text
+    assert 'r._measurement == "readings_text" and r.gateway == "gw-t")' in text
+    assert 'group(columns: ["device", "_field"])' in text and "last()" in text
+
+    client.get("/api/v1/readings/latest?gateway=gw-t&device=pump-1", headers=reader)
+    assert server.flux[-1].count('r.device == "pump-1"') == 2
+
+
+def test_a_text_result_that_is_not_a_string_is_an_error(
+    client: TestClient, server: V2QueryServer, reader: dict[str, str]
+) -> None:
+    table = _latest_table("double", T0, "3", "firmware", "pump-1")
+    server.reply_tables([Table(table.columns, table.rows, "text")])
+    resp = client.get("/api/v1/readings/latest?gateway=gw-t", headers=reader)
+    assert resp.status_code == 502
+    assert "InfluxDB answered a float for firmware" in resp.json()["detail"]
+
+
 def test_latest_of_an_unknown_gateway_is_empty(
     client: TestClient, server: V2QueryServer, reader: dict[str, str]
 ) -> None:
@@ -309,7 +359,9 @@ def test_hostile_values_stay_inside_their_string_literals(
     span = {"start_ms": T0, "end_ms": T0 + 3_600_000, "every_ms": 60_000}
     central.queries.series("gw-ok", "dev-ok", "metric-ok", **span)
     central.queries.latest("gw-ok", "dev-ok")
-    benign_series, benign_latest = (split_flux(f) for f in server.flux)
+    central.queries.latest("gw-ok", "dev-ok", text=True)
+    benign_series, benign_latest, benign_text = (split_flux(f) for f in server.flux)
+    assert benign_text[1].count("gw-ok") == benign_text[1].count("dev-ok") == 2
     benign = {"gateway": "gw-ok", "device": "dev-ok", "metric": "metric-ok"}
     for which, ok in benign.items():
         names = benign | {which: evil}
@@ -322,6 +374,10 @@ def test_hostile_values_stay_inside_their_string_literals(
             skeleton, literals = split_flux(server.flux[-1])
             assert skeleton == benign_latest[0]
             assert literals == [evil if v == ok else v for v in benign_latest[1]]
+            central.queries.latest(names["gateway"], names["device"], text=True)
+            skeleton, literals = split_flux(server.flux[-1])
+            assert skeleton == benign_text[0]
+            assert literals == [evil if v == ok else v for v in benign_text[1]]
     assert server.errors == []
 
 

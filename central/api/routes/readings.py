@@ -42,9 +42,10 @@ def latest(
     gateway: NameParam,
     device: NameParam | None = None,
 ) -> list[LatestPublic]:
-    """The last stored value of each metric of a gateway (or one of its devices)."""
+    """The last stored value of each metric of a gateway (or one of its devices):
+    numbers, and text readings (firmware versions, status words) as strings."""
     try:
-        rows = central.queries.latest(gateway, device)
+        rows = central.queries.latest(gateway, device, text=True)
     except QueryError as exc:
         raise _query_failed(exc) from None
     return [
