@@ -14,7 +14,8 @@ additions:
 
 - ``on_qos1``: a handler ``(topic, payload, packet id)`` for QoS 1 PUBLISH packets.
   When it is set, :meth:`BufferedClient.loop_read` takes every complete QoS 1 PUBLISH
-  already in the buffer straight to it (a burst of up to ``BURST`` packets per read),
+  already in the buffer straight to it (a burst of up to ``BURST`` packets per read,
+  ended early when ``qos1_room`` says the reader's window is full),
   without paho's per-packet state machine, message object or property parsing (their
   MQTT 5 properties are skipped: central reads none). Every other packet (CONNACK,
   SUBACK, PINGRESP, QoS 0 and 2, a packet not yet wholly received) goes through paho
@@ -135,6 +136,10 @@ class BufferedClient(paho.Client):
     messages (``on_qos1``) and batched acknowledgements (:meth:`ack_many`)."""
 
     on_qos1: QoS1Handler | None = None
+    qos1_room: Callable[[], bool] | None = None
+    """When set, a burst stops taking QoS 1 messages once it answers False (ingest's
+    in-flight window is full); paho then reads at most one more packet per read, as
+    it always does."""
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
@@ -153,6 +158,13 @@ class BufferedClient(paho.Client):
                     buffered = sock.fill()
                     if buffered == 0:
                         break  # all read
+                    room = self.qos1_room
+                    if buffered > 0 and room is not None and not room():
+                        rc = self._packet_read()  # one packet, as paho's own loop_read
+                        if rc > 0:
+                            return self._loop_rc_handle(rc)
+                        handled += 1
+                        break
                     found = sock.take_qos1_publish(mqtt5) if buffered > 0 else None
                     if found is not None:
                         topic, payload, mid = found

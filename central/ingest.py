@@ -180,6 +180,8 @@ class Ingest:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message  # QoS 0 and 2 (no gateway sends them)
         client.on_qos1 = self._on_qos1
+        # a burst of QoS 1 messages stops at the in-flight window, not BURST messages on
+        client.qos1_room = lambda: self._inflight < self.config.mqtt.inflight_readings
         client.on_subscribe = self._on_subscribe
         return client
 
