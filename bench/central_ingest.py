@@ -64,7 +64,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -76,7 +75,7 @@ from typing import Any
 
 from bench._mqttpub import Fleet, Subscriber
 from bench._procstat import CpuMeter
-from scripts.services import InfluxDB, Mosquitto, free_port, wait_port
+from scripts.services import InfluxDB, Mosquitto, free_port, stop_process, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "bench" / ".work"
@@ -526,16 +525,6 @@ def _stepped(
     return rows
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 BENCH_RULES = """
 rules:
   - name: count-high
@@ -607,7 +596,7 @@ def bench_pantau(
         rates = [float(r) for r in args.rates.split(",")]
         return _stepped("pantau", influx, broker, "pantau", args, rates, pids, first_step, shape)
     finally:
-        _stop(proc)
+        stop_process(proc, timeout=30)
         # central's MQTT sessions are persistent (that is how it loses nothing while
         # stopped): end them, or the broker keeps queueing every later row's messages
         # for them (for the alert feed, every message), which costs later rows
@@ -790,7 +779,7 @@ def bench_nodered(
             for k, shape in enumerate(shapes)
         }  # fmt: skip
     finally:
-        _stop(proc)
+        stop_process(proc, timeout=30)
 
 
 def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

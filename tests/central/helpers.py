@@ -15,7 +15,7 @@ import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from scripts.services import InfluxDB, ServiceError
+from scripts.services import InfluxDB, ServiceError, stop_process
 
 BASE_TS = 1_700_000_000_000
 
@@ -174,12 +174,8 @@ class CentralProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=15)
 
     @property
     def alive(self) -> bool:

@@ -19,7 +19,7 @@ import httpx
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.services import InfluxDB, Mosquitto, free_port
+from scripts.services import InfluxDB, Mosquitto, free_port, stop_process
 from tests.central.alert_helpers import SECRET, Receiver
 from tests.central.helpers import CentralProcess, Publisher, central_yaml, wait_for
 
@@ -322,13 +322,7 @@ def test_workers_option_runs_n_ingest_processes_behind_one_api_and_scales_down(
         assert len(children(proc)) == 1
     finally:
         pub.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout=30)
         text = log.read_text(errors="replace")
         assert "Traceback" not in text, text[-3000:]
 
